@@ -1,0 +1,107 @@
+"""The ``chunked`` backend: the kernel contract in PyTorch, tiled over classes.
+
+Each tile of ``T`` classes costs one (B, T) buffer, reused in place for the cosines, the logits and
+the probabilities, so the transient memory is bounded by ``TILE_ELEMENTS`` whatever ``C`` is. It is
+the CPU path and a fallback on any device; it is deterministic.
+"""
+from __future__ import annotations
+
+import torch
+
+from .contract import Partials, accumulate_dtype
+
+# Upper bound on the elements of the (B, T) tile buffer; T = TILE_ELEMENTS // B, at least MIN_TILE.
+TILE_ELEMENTS = 1 << 21
+MIN_TILE = 16
+
+
+def available(device: torch.device) -> bool:
+    return True
+
+
+def tile_ranges(num_classes: int, batch: int):
+    tile = max(MIN_TILE, TILE_ELEMENTS // max(batch, 1))
+    for start in range(0, num_classes, tile):
+        yield start, min(start + tile, num_classes)
+
+
+def _cosine_tile(e_hat, weight, w_inv_norm, start, stop):
+    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes, product in ê's dtype, result upcast."""
+    acc = accumulate_dtype(e_hat)
+    w_tile = weight[start:stop]
+    cos = (e_hat @ w_tile.to(e_hat.dtype).T).to(acc)
+    cos.mul_(w_inv_norm[start:stop].to(acc)).clamp_(-1.0, 1.0)
+    return cos
+
+
+def _target_column(labels_local, start, stop):
+    """(in_tile, column) of each row's label relative to the tile; column is clamped to be valid."""
+    in_tile = (labels_local >= start) & (labels_local < stop)
+    column = (labels_local - start).clamp(0, stop - start - 1).unsqueeze(1)
+    return in_tile, column
+
+
+def _put_column(buffer, column, in_tile, value):
+    """buffer[i, column_i] = value_i where in_tile_i; other rows keep their entry."""
+    kept = buffer.gather(1, column).squeeze(1)
+    buffer.scatter_(1, column, torch.where(in_tile, value, kept).unsqueeze(1))
+
+
+def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partials:
+    fields = [[] for _ in Partials._fields]
+    for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
+        buffer = _cosine_tile(e_hat, weight, w_inv_norm, start, stop)
+        in_tile, column = _target_column(labels_local, start, stop)
+        target_cos = buffer.gather(1, column).squeeze(1)
+
+        # Nearest negative: the target column is excluded with −inf.
+        _put_column(buffer, column, in_tile, torch.full_like(target_cos, float("-inf")))
+        nn_cos, nn_index = buffer.max(dim=1)
+
+        # Logits: s·c everywhere, s·φ(c) at the target.
+        buffer.mul_(margin.s)
+        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos))
+        row_max = buffer.amax(dim=1)
+        row_sumexp = buffer.sub_(row_max.unsqueeze(1)).exp_().sum(dim=1)
+
+        target_cos = torch.where(in_tile, target_cos, float("nan"))
+        for field, value in zip(fields, (row_max, row_sumexp, target_cos, nn_cos, nn_index + start)):
+            field.append(value)
+    return Partials(*(torch.stack(field) for field in fields))
+
+
+def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad):
+    acc = accumulate_dtype(e_hat)
+    d_e_hat = torch.zeros(e_hat.shape, dtype=acc, device=e_hat.device)
+    d_weight = torch.empty_like(weight)
+    row_grad = row_grad.to(acc).unsqueeze(1)
+    for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
+        buffer = _cosine_tile(e_hat, weight, w_inv_norm, start, stop)
+        in_tile, column = _target_column(labels_local, start, stop)
+        target_cos = buffer.gather(1, column).squeeze(1)
+
+        # p_ij = exp(z_ij − lse_i) with z = s·c, and s·φ(c) at the target.
+        buffer.mul_(margin.s)
+        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos))
+        buffer.sub_(lse.to(acc).unsqueeze(1)).exp_()
+
+        # ∂ℓ/∂z_ij = g_i (p_ij − [j = y_i]);  ∂ℓ/∂c_ij = s·∂ℓ/∂z_ij, times φ'(c_iy) at the target
+        # (φ' = 1 for the straight-through margin, which is applied as if under no_grad).
+        target_p = buffer.gather(1, column).squeeze(1)
+        buffer.mul_(row_grad * margin.s)
+        slope = margin.phi_grad(target_cos) if margin_grad == "exact" else torch.ones_like(target_cos)
+        target_grad = margin.s * row_grad.squeeze(1) * (target_p - 1.0) * slope
+        _put_column(buffer, column, in_tile, target_grad)
+        d_cos = buffer
+
+        # ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij ê_i;  ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j = Σ_j (∂ℓ/∂c_ij / ‖W_j‖) W_j.
+        inv = w_inv_norm[start:stop].to(acc)
+        d_w_hat = (d_cos.to(e_hat.dtype).T @ e_hat).to(acc)
+        d_cos.mul_(inv)
+        d_e_hat += (d_cos.to(e_hat.dtype) @ weight[start:stop].to(e_hat.dtype)).to(acc)
+
+        # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
+        w_hat = weight[start:stop].to(acc) * inv.unsqueeze(1)
+        radial = (w_hat * d_w_hat).sum(dim=1, keepdim=True)
+        d_weight[start:stop] = ((d_w_hat - w_hat * radial) * inv.unsqueeze(1)).to(weight.dtype)
+    return d_e_hat, d_weight

@@ -1,0 +1,118 @@
+"""``nn.Module`` wrappers: the class-center head, the CR target and the CR-FIQA loss."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .margin import Margin
+from .ops import margin_ccs_loss
+from .results import MarginCCSOutput
+
+CR_FORMULAS = ("paper", "official")
+
+
+class MarginCCSHead(nn.Module):
+    """Class centers ``weight`` (C, D), initialized N(0, 0.01), and the fused margin loss.
+
+    ``forward(embeddings, labels)`` returns :class:`MarginCCSOutput` (mean loss over labelled rows).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int,
+        margin: Margin | None = None,
+        *,
+        margin_grad: str = "exact",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if embedding_size < 1:
+            raise ValueError(f"embedding_size must be positive, got {embedding_size}")
+        self.margin = Margin() if margin is None else margin
+        self.margin_grad = margin_grad
+        self.backend = backend
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
+        nn.init.normal_(self.weight, std=0.01)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> MarginCCSOutput:
+        return margin_ccs_loss(
+            embeddings, self.weight, labels, self.margin, margin_grad=self.margin_grad, backend=self.backend
+        )
+
+    def load_official_state_dict(self, state_dict: dict) -> None:
+        """Load the authors' released head, whose ``kernel`` is stored transposed as (D, C)."""
+        if set(state_dict) != {"kernel"}:
+            raise ValueError(f"state_dict must hold exactly the key 'kernel', got {sorted(state_dict)}")
+        kernel = state_dict["kernel"]
+        expected = (self.weight.shape[1], self.weight.shape[0])
+        if not isinstance(kernel, torch.Tensor) or tuple(kernel.shape) != expected:
+            shape = tuple(kernel.shape) if isinstance(kernel, torch.Tensor) else type(kernel).__name__
+            raise ValueError(f"state_dict['kernel'] must have shape {expected} (D, C), got {shape}")
+        with torch.no_grad():
+            self.weight.copy_(kernel.T)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.weight.shape[0]}, embedding_size={self.weight.shape[1]}, margin={self.margin}"
+
+
+def cr_target(ccs: torch.Tensor, nnccs: torch.Tensor, formula: str = "paper", eps: float = 1e-9) -> torch.Tensor:
+    """The certainty ratio regressed by the quality head (detached: a target, no gradient).
+
+    ``"paper"``: CCS / (NNCCS + 1 + eps), the denominator in [eps, 2 + eps].
+    ``"official"``: CCS / max(NNCCS, −1e-12), what the authors' released training code regresses.
+    """
+    if formula not in CR_FORMULAS:
+        raise ValueError(f"formula must be one of {CR_FORMULAS}, got {formula!r}")
+    ccs, nnccs = ccs.detach(), nnccs.detach()
+    if formula == "paper":
+        return ccs / (nnccs + 1.0 + eps)
+    return ccs / nnccs.clamp(min=-1e-12)
+
+
+class CRFIQALossParts(NamedTuple):
+    ce: torch.Tensor
+    quality: torch.Tensor
+    mean_cr: torch.Tensor
+    ccs: torch.Tensor
+    nnccs: torch.Tensor
+
+
+class CRFIQALoss(nn.Module):
+    """``CE + α · SmoothL1_β(quality, CR)`` over the labelled rows, CR detached (DESIGN §2).
+
+    ``forward(embeddings, quality, labels)`` returns ``(total, CRFIQALossParts)``; ``quality`` is the
+    quality head's output, shape (B,) or (B, 1).
+    """
+
+    def __init__(self, head: MarginCCSHead, alpha: float = 10.0, beta: float = 0.5, cr: str = "paper") -> None:
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"alpha must be non-negative, got {alpha}")
+        if beta <= 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        if cr not in CR_FORMULAS:
+            raise ValueError(f"cr must be one of {CR_FORMULAS}, got {cr!r}")
+        self.head, self.alpha, self.beta, self.cr = head, float(alpha), float(beta), cr
+
+    def forward(self, embeddings: torch.Tensor, quality: torch.Tensor, labels: torch.Tensor):
+        quality = quality.reshape(-1) if quality.dim() == 2 and quality.shape[1] == 1 else quality
+        if quality.shape != labels.shape:
+            raise ValueError(f"quality must have shape {tuple(labels.shape)} or (B, 1), got {tuple(quality.shape)}")
+        out = self.head(embeddings, labels)
+        target = cr_target(out.ccs, out.nnccs, self.cr)
+        valid = labels >= 0
+        per_row = F.smooth_l1_loss(quality.float(), torch.nan_to_num(target), beta=self.beta, reduction="none")
+        count = valid.sum().clamp(min=1)
+        quality_loss = torch.where(valid, per_row, 0.0).sum() / count
+        mean_cr = torch.where(valid, target, 0.0).sum() / count
+        total = out.loss + self.alpha * quality_loss
+        return total, CRFIQALossParts(out.loss.detach(), quality_loss.detach(), mean_cr, out.ccs, out.nnccs)
