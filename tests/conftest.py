@@ -1,0 +1,23 @@
+"""Session setup shared by every test.
+
+Without a CUDA device the Triton kernels run through Triton's interpreter on CPU tensors; the
+variable must be set before the first ``import triton``, hence here. Tests marked ``gpu`` are
+skipped without a CUDA device.
+"""
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
