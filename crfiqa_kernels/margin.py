@@ -56,8 +56,11 @@ class Margin:
         return torch.cos(self.m1 * torch.arccos(cos) + self.m2) - self.m3
 
     def phi_grad(self, cos: torch.Tensor) -> torch.Tensor:
-        """``φ'(c) = m1·sin(m1·θ + m2) / sin θ`` with ``θ = arccos c`` and
-        ``sin θ = sqrt(max(1 − c², 1e-12))`` (d/dc arccos c = −1/sin θ, chain rule through cos)."""
-        theta = torch.arccos(cos)
+        """``φ'(c) = m1·sin(m1·θ + m2) / sin θ`` (d/dc arccos c = −1/sin θ, chain rule through cos).
+
+        ``sin θ = sqrt(max(1 − c², 1e-12))`` and ``θ = atan2(sin θ, c)``, which is ``arccos c`` inside
+        (-1, 1) and keeps the quotient at its limit at the ends (1 for CosFace, m1² for m2 = 0).
+        """
         sin_theta = torch.sqrt(torch.clamp(1.0 - cos * cos, min=SIN_FLOOR))
+        theta = torch.atan2(sin_theta, cos)
         return self.m1 * torch.sin(self.m1 * theta + self.m2) / sin_theta

@@ -1,0 +1,117 @@
+"""Comparison against the float64 oracle, shared by every backend test (DESIGN §7).
+
+For each output, the rule is ``max|impl − oracle| ≤ max|same-dtype reference − oracle| + tol·scale``
+where the oracle is the reference backend on float64 copies of the very same (already rounded)
+inputs, and ``scale = max(1, max|oracle|)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from crfiqa_kernels import Margin, margin_ccs_loss
+from crfiqa_kernels.backends import resolve
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+DTYPES = (torch.float32, *HALF_DTYPES)
+# Slack on top of the same-dtype reference's own error: backends round differently (raw W times
+# 1/‖W‖ instead of a normalized copy, another summation order), not worse.
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.5e-2}
+
+
+@dataclass
+class Problem:
+    embeddings: torch.Tensor
+    weight: torch.Tensor
+    labels: torch.Tensor
+    row_grad: torch.Tensor
+
+
+def make_problem(batch, classes, dim, *, dtype, seed, labels=None, ignored=(), device="cpu") -> Problem:
+    """Random embeddings and centers in ``dtype``, random labels (or the given ones), some rows
+    ignored, and a random upstream gradient per row."""
+    gen = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(batch, dim, generator=gen).to(dtype)
+    weight = (0.01 * torch.randn(classes, dim, generator=gen)).to(dtype)
+    if labels is None:
+        labels = torch.randint(0, classes, (batch,), generator=gen)
+    labels = torch.as_tensor(labels, dtype=torch.int64).clone()
+    labels[list(ignored)] = -1
+    row_grad = torch.rand(batch, generator=gen) + 0.5
+    return Problem(embeddings.to(device), weight.to(device), labels.to(device), row_grad.to(device))
+
+
+def run_op(problem: Problem, backend: str, margin: Margin, margin_grad: str, *, to=None) -> dict:
+    """Outputs and gradients of the op for ``reduction="none"`` and the problem's row gradient."""
+    dtype = to or problem.embeddings.dtype
+    embeddings = problem.embeddings.detach().to(dtype).requires_grad_()
+    weight = problem.weight.detach().to(dtype).requires_grad_()
+    out = margin_ccs_loss(
+        embeddings, weight, problem.labels, margin, reduction="none", margin_grad=margin_grad, backend=backend
+    )
+    (out.loss * problem.row_grad.to(out.loss.dtype)).sum().backward()
+    return {
+        "loss": out.loss.detach(),
+        "ccs": out.ccs,
+        "nnccs": out.nnccs,
+        "nn_index": out.nn_index,
+        "grad_embeddings": embeddings.grad,
+        "grad_weight": weight.grad,
+    }
+
+
+def _max_error(value: torch.Tensor, oracle: torch.Tensor) -> float:
+    # NaN where the oracle has NaN (CCS of ignored rows) must be NaN in the value too.
+    nan = torch.isnan(oracle)
+    assert torch.equal(torch.isnan(value), nan), "NaN pattern differs from the oracle"
+    diff = (value.double() - oracle)[~nan].abs()
+    return float(diff.max()) if diff.numel() else 0.0
+
+
+def assert_matches_oracle(problem: Problem, backend: str, margin: Margin, margin_grad: str) -> dict:
+    """Checks every output and gradient of ``backend`` against the float64 oracle; returns them."""
+    dtype = problem.embeddings.dtype
+    impl = run_op(problem, backend, margin, margin_grad)
+    same_dtype = run_op(problem, "reference", margin, margin_grad)
+    oracle = run_op(problem, "reference", margin, margin_grad, to=torch.float64)
+
+    for key in ("loss", "ccs", "nnccs", "grad_embeddings", "grad_weight"):
+        assert impl[key].shape == oracle[key].shape, key
+        scale = max(1.0, float(oracle[key].nan_to_num().abs().max()))
+        bound = _max_error(same_dtype[key], oracle[key]) + TOLERANCE[dtype] * scale
+        error = _max_error(impl[key], oracle[key])
+        assert error <= bound, f"{backend} {dtype} {key}: error {error:.3g} > bound {bound:.3g}"
+    assert_nn_index_attains(impl["nn_index"], impl["nnccs"], problem, dtype)
+    return impl
+
+
+def assert_nn_index_attains(nn_index, nnccs, problem: Problem, dtype) -> None:
+    """``nn_index`` is another class than the label whose float64 cosine equals NNCCS up to the
+    dtype's tolerance (exact index equality is only meaningful without near-ties)."""
+    from crfiqa_kernels.reference import cosine_matrix
+
+    cos = cosine_matrix(problem.embeddings.double(), problem.weight.double())
+    assert bool((nn_index != problem.labels).all())
+    assert bool(((nn_index >= 0) & (nn_index < problem.weight.shape[0])).all())
+    picked = cos.gather(1, nn_index.unsqueeze(1)).squeeze(1)
+    best = cos.masked_fill(
+        torch.nn.functional.one_hot(problem.labels.clamp(min=0), cos.shape[1]).bool()
+        & (problem.labels >= 0).unsqueeze(1),
+        float("-inf"),
+    ).amax(dim=1)
+    slack = 4 * TOLERANCE[dtype] + (1e-3 if dtype in HALF_DTYPES else 0.0)
+    assert float((best - picked).max()) <= slack
+    assert float((nnccs.double() - best).abs().max()) <= slack
+
+
+def backends_on(device) -> list[str]:
+    """The kernel backends runnable on ``device`` (the oracle is not one of them)."""
+    names = []
+    for name in ("chunked", "triton", "cuda"):
+        try:
+            if resolve(name, torch.device(device)) == name:
+                names.append(name)
+        except ValueError:
+            pass
+    return names
