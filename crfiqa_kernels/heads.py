@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import backends
 from .margin import Margin
 from .ops import margin_ccs_loss
 from .results import MarginCCSOutput
+from .validation import check_options
 
 CR_FORMULAS = ("paper", "official")
 
@@ -38,6 +40,9 @@ class MarginCCSHead(nn.Module):
         if embedding_size < 1:
             raise ValueError(f"embedding_size must be positive, got {embedding_size}")
         self.margin = Margin() if margin is None else margin
+        check_options(self.margin, "mean", margin_grad)
+        if backend not in backends.NAMES:
+            raise ValueError(f"backend must be one of {backends.NAMES}, got {backend!r}")
         self.margin_grad = margin_grad
         self.backend = backend
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))

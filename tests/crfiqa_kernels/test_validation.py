@@ -1,0 +1,103 @@
+"""Bad input gets a ValueError/TypeError naming the argument, before any kernel runs."""
+import pytest
+import torch
+
+from crfiqa_kernels import Margin, MarginCCSHead, class_stats, margin_ccs_loss
+from crfiqa_kernels.backends import chunked
+
+
+@pytest.fixture(autouse=True)
+def no_kernel_runs(monkeypatch):
+    """Any call reaching the backend fails the test: validation must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a kernel ran on invalid input")
+
+    monkeypatch.setattr(chunked, "forward_partials", forbidden)
+    monkeypatch.setattr(chunked, "backward", forbidden)
+
+
+E = torch.randn(4, 8)
+W = torch.randn(10, 8)
+Y = torch.tensor([0, 3, -1, 9])
+
+
+@pytest.mark.parametrize(
+    "embeddings, weight, labels, error, name",
+    [
+        (E[0], W, Y, ValueError, "embeddings"),
+        (E, W[0], Y, ValueError, "weight"),
+        (E.unsqueeze(0), W, Y, ValueError, "embeddings"),
+        (E, torch.randn(10, 7), Y, ValueError, "embedding size"),
+        (E, W, Y.float(), TypeError, "labels"),
+        (E, W, Y.bool(), TypeError, "labels"),
+        (E, W, [0, 3, -1, 9], TypeError, "labels"),
+        (E, W, None, TypeError, "labels"),
+        (E, W, torch.tensor([0, 3, -2, 9]), ValueError, "labels"),
+        (E, W, torch.tensor([0, 3, 10, 9]), ValueError, "labels"),
+        (E, W, Y[:3], ValueError, "labels"),
+        (E, W, Y.view(2, 2), ValueError, "labels"),
+        (E, W.to("meta"), Y, ValueError, "weight"),
+        (E, W, Y.to("meta"), ValueError, "labels"),
+        (E, W[:1], torch.zeros(4, dtype=torch.long), ValueError, "classes"),
+        (E[:0], W, Y[:0], ValueError, "empty"),
+        (E.long(), W, Y, TypeError, "embeddings"),
+        (E.to(torch.complex64), W, Y, TypeError, "embeddings"),
+        (E, W.int(), Y, TypeError, "weight"),
+        (E.numpy(), W, Y, TypeError, "embeddings"),
+    ],
+)
+def test_bad_tensors(embeddings, weight, labels, error, name):
+    with pytest.raises(error, match=name):
+        margin_ccs_loss(embeddings, weight, labels, backend="chunked")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"reduction": "avg"}, ValueError, "reduction"),
+        ({"margin_grad": "approx"}, ValueError, "margin_grad"),
+        ({"backend": "fast"}, ValueError, "backend"),
+        ({"margin": 0.5}, TypeError, "margin"),
+    ],
+)
+def test_bad_options(kwargs, error, name):
+    kwargs = {"backend": "chunked", **kwargs}
+    with pytest.raises(error, match=name):
+        margin_ccs_loss(E, W, Y, **kwargs)
+
+
+def test_backend_unavailable_on_the_device():
+    with pytest.raises(ValueError, match="backend 'cuda' is not available"):
+        margin_ccs_loss(E, W, Y, backend="cuda")
+
+
+def test_class_stats_validates_too():
+    with pytest.raises(ValueError, match="labels"):
+        class_stats(E, W, torch.tensor([0, 1, 2, 10]), backend="chunked")
+    with pytest.raises(ValueError, match="embedding size"):
+        class_stats(E, torch.randn(10, 3), backend="chunked")
+
+
+def test_label_range_check_can_be_switched_off():
+    """``validate=False`` skips the one host synchronization; the kernels still stay in bounds
+    (the labels are then the caller's responsibility)."""
+    with pytest.raises(AssertionError, match="a kernel ran"):
+        margin_ccs_loss(E, W, torch.tensor([0, 3, 10, 9]), backend="chunked", validate=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"num_classes": 1}, ValueError, "num_classes"),
+        ({"num_classes": 3.0}, TypeError, "num_classes"),
+        ({"embedding_size": 0}, ValueError, "embedding_size"),
+        ({"margin_grad": "none"}, ValueError, "margin_grad"),
+        ({"backend": "cudnn"}, ValueError, "backend"),
+        ({"margin": Margin}, TypeError, "margin"),
+    ],
+)
+def test_bad_head_arguments(kwargs, error, name):
+    kwargs = {"num_classes": 10, "embedding_size": 8, **kwargs}
+    with pytest.raises(error, match=name):
+        MarginCCSHead(**kwargs)
