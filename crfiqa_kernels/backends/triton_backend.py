@@ -1,0 +1,60 @@
+"""The ``triton`` backend: the kernel contract of :mod:`.contract` as fused Triton kernels.
+
+It runs on CUDA devices and, for tests, on the CPU when Triton's interpreter is on
+(``TRITON_INTERPRET=1`` set before ``triton`` is imported). Block sizes and class splits come from
+:mod:`.triton_config`; both functions accept an explicit ``config`` instead.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import triton_bwd, triton_config, triton_fwd
+from .contract import Partials
+from .triton_config import BackwardConfig, ForwardConfig
+
+
+def available(device) -> bool:
+    """CUDA devices that exist; the CPU only under the interpreter (with interpreted kernels)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
+    if device.type == "cpu":
+        return triton_config.interpreting() and triton_fwd.INTERPRETED
+    return False
+
+
+def _check_device(e_hat: torch.Tensor) -> None:
+    if not available(e_hat.device):
+        raise ValueError(
+            f"the triton backend runs on CUDA devices, or on the CPU under TRITON_INTERPRET=1; "
+            f"e_hat is on {e_hat.device}"
+        )
+
+
+def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None) -> Partials:
+    _check_device(e_hat)
+    if config is None:
+        config = triton_config.forward_config(e_hat.shape[0], weight.shape[0], e_hat.shape[1], e_hat.dtype, e_hat.device)
+    with _on(e_hat.device):
+        return triton_fwd.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
+
+
+def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
+             config: BackwardConfig | None = None):
+    _check_device(e_hat)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if config is None:
+        config = triton_config.backward_config(
+            e_hat.shape[0], weight.shape[0], e_hat.shape[1], e_hat.dtype, e_hat.device, deterministic
+        )
+    with _on(e_hat.device):
+        return triton_bwd.backward(
+            e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, config, deterministic
+        )
+
+
+def _on(device: torch.device):
+    """Launch on the tensors' GPU (Triton launches on the current device and stream)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

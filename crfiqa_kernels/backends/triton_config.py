@@ -1,0 +1,151 @@
+"""Block sizes, warps, stages and class splits of the Triton kernels.
+
+The choice is a pure function of the problem's bucket (batch rounded up to a power of two, the
+dtype, the embedding size, the class count) and of the device, so an autotuner can later key its
+table on the same buckets. Under ``TRITON_INTERPRET=1`` (CPU tests) the blocks are small: the
+interpreter runs every program in Python and its cost grows with the number of tile operations.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+# Programs per streaming multiprocessor the forward grid aims for (latency hiding across tiles).
+PROGRAMS_PER_SM = 2
+# Under the interpreter a few programs suffice: they run one after another anyway.
+INTERPRETER_PROGRAMS = 4
+
+
+def interpreting() -> bool:
+    """True when Triton kernels are run by the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """Forward tiles: ``block_b`` rows × ``block_c`` classes, the product reduced over ``block_d``
+    columns at a time; ``splits`` class splits (grid axis 1), each walking consecutive class tiles."""
+
+    block_b: int
+    block_c: int
+    block_d: int
+    splits: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def __post_init__(self) -> None:
+        _check_blocks(self.block_b, self.block_c, self.block_d)
+        _check_positive(splits=self.splits, num_warps=self.num_warps, num_stages=self.num_stages)
+
+
+@dataclass(frozen=True)
+class BackwardConfig:
+    """Backward tiles: a program owns ``block_dw`` columns of ``dW`` for the class tiles of its split
+    and loops over batch tiles of ``block_b`` rows; the cosine tile is recomputed ``block_d`` columns
+    at a time and ``dê`` is produced ``block_d`` columns at a time. ``splits`` class splits
+    (grid axis 1): one class tile each on the atomic path; on the deterministic path each split owns a
+    (B, D) buffer of partial ``dê``, so ``splits`` bounds its extra memory."""
+
+    block_b: int
+    block_c: int
+    block_d: int
+    block_dw: int
+    splits: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def __post_init__(self) -> None:
+        _check_blocks(self.block_b, self.block_c, self.block_d, self.block_dw)
+        if self.block_dw % self.block_d:
+            raise ValueError(f"block_dw ({self.block_dw}) must be a multiple of block_d ({self.block_d})")
+        _check_positive(splits=self.splits, num_warps=self.num_warps, num_stages=self.num_stages)
+
+
+def _check_blocks(*blocks: int) -> None:
+    for block in blocks:
+        if block < 16 or block & (block - 1):
+            raise ValueError(f"block sizes must be powers of two ≥ 16 (tl.dot's minimum), got {block}")
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be ≥ 1, got {value}")
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    block_b: int
+    block_c: int
+    block_d: int
+    block_dw: int
+    num_warps: int
+    num_stages: int
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_blocks(dtype: torch.dtype, interpreted: bool) -> _Blocks:
+    if interpreted:
+        return _Blocks(16, 32, 32, 64, 1, 1)
+    if dtype in (torch.float16, torch.bfloat16):
+        return _Blocks(64, 128, 64, 0, 8, 3)
+    if dtype == torch.float32:  # tf32 or IEEE products: half the K depth per stage
+        return _Blocks(64, 128, 32, 0, 8, 3)
+    return _Blocks(32, 32, 16, 0, 4, 2)  # float64
+
+
+@functools.lru_cache(maxsize=None)
+def _backward_blocks(dtype: torch.dtype, dim_bucket: int, interpreted: bool) -> _Blocks:
+    if interpreted:
+        return _Blocks(16, 32, 32, 64, 1, 1)
+    block_dw = min(256, dim_bucket)
+    if dtype in (torch.float16, torch.bfloat16):
+        return _Blocks(64, 64, 64, max(64, block_dw), 8, 2)
+    if dtype == torch.float32:
+        return _Blocks(64, 64, 32, max(32, block_dw), 8, 2)
+    return _Blocks(32, 32, 16, max(16, min(64, block_dw)), 4, 1)  # float64
+
+
+def _target_programs(device: torch.device) -> int:
+    if device.type != "cuda":
+        return INTERPRETER_PROGRAMS
+    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def forward_config(batch: int, classes: int, dim: int, dtype: torch.dtype, device: torch.device) -> ForwardConfig:
+    """Blocks for the forward partials and enough class splits to fill the device: with B = 512
+    rows in tiles of 64 (8 batch tiles) an H100's 132 SMs get 2 × 132 programs when C allows it."""
+    blocks = _forward_blocks(dtype, interpreting() or device.type != "cuda")
+    batch_tiles = math.ceil(batch / blocks.block_b)
+    class_tiles = math.ceil(classes / blocks.block_c)
+    splits = min(class_tiles, math.ceil(_target_programs(device) / batch_tiles))
+    # Every split gets at least one tile: splits = ⌈class_tiles / ⌈class_tiles / splits⌉⌉.
+    splits = math.ceil(class_tiles / math.ceil(class_tiles / splits))
+    return ForwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, splits, blocks.num_warps, blocks.num_stages)
+
+
+def backward_config(
+    batch: int, classes: int, dim: int, dtype: torch.dtype, device: torch.device, deterministic: bool
+) -> BackwardConfig:
+    """Blocks for the backward. Atomic path: one class tile per program. Deterministic path: as many
+    splits as fill the device, but no more than ``C / B`` so the (S, B, D) buffers of partial ``dê``
+    never outgrow ``dW`` itself."""
+    blocks = _backward_blocks(dtype, _bucket(dim), interpreting() or device.type != "cuda")
+    class_tiles = math.ceil(classes / blocks.block_c)
+    if deterministic:
+        dim_chunks = math.ceil(dim / blocks.block_dw)
+        splits = min(class_tiles, math.ceil(_target_programs(device) / dim_chunks), max(1, classes // batch))
+        splits = math.ceil(class_tiles / math.ceil(class_tiles / splits))
+    else:
+        splits = class_tiles
+    return BackwardConfig(
+        blocks.block_b, blocks.block_c, blocks.block_d, blocks.block_dw, splits, blocks.num_warps, blocks.num_stages
+    )
