@@ -1,0 +1,88 @@
+"""Datasets of image files: a folder per identity (training) and a flat list of paths (scoring)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from .skipping import Skipped
+from .transforms import UnreadableImageError, load_image, to_input_tensor
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def find_images(root: str | os.PathLike) -> list[str]:
+    """Every file under ``root`` (recursively) with an image extension, sorted."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"folder not found: {root}")
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [os.path.join(folder, name) for name in files if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def read_image_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
+    """The paths listed in ``list_file`` (one per line; relative ones are taken from ``root``,
+    by default the list's own folder)."""
+    if not os.path.isfile(list_file):
+        raise FileNotFoundError(f"file list not found: {list_file}")
+    root = os.path.dirname(os.path.abspath(list_file)) if root is None else os.fspath(root)
+    with open(list_file, encoding="utf-8") as file:
+        return [os.path.join(root, line.strip()) for line in file if line.strip()]
+
+
+def _read(path: str, size: int):
+    try:
+        return to_input_tensor(load_image(path), size)
+    except (UnreadableImageError, OSError) as error:
+        return Skipped(path, str(error))
+
+
+class ImageListDataset(torch.utils.data.Dataset):
+    """Items ``(normalized (3, size, size) tensor, path)``, or :class:`Skipped` for an unreadable file."""
+
+    def __init__(self, paths: Sequence[str], image_size: int = 112) -> None:
+        if not paths:
+            raise ValueError("paths is empty: no images to read")
+        self.paths, self.image_size = list(paths), image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        path = self.paths[index]
+        image = _read(path, self.image_size)
+        return image if isinstance(image, Skipped) else (image, path)
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """``root/<identity>/<image>``: items ``(normalized tensor, label)`` with labels in sorted
+    identity-folder order, or :class:`Skipped` for an unreadable file."""
+
+    def __init__(self, root: str | os.PathLike, image_size: int = 112) -> None:
+        root = os.fspath(root)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"folder not found: {root}")
+        self.identities = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+        self.samples = [
+            (path, label)
+            for label, identity in enumerate(self.identities)
+            for path in find_images(os.path.join(root, identity))
+        ]
+        if not self.samples:
+            raise ValueError(f"no images found in identity folders under {root}")
+        self.image_size = image_size
+        self.num_identities = len(self.identities)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def name(self, index: int) -> str:
+        return self.samples[index][0]
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        image = _read(path, self.image_size)
+        return image if isinstance(image, Skipped) else (image, label)
