@@ -23,6 +23,7 @@ from .triton_fwd import (
     LOG2E,
     TL_DTYPES,
     check_operands,
+    clamp_cosine,
     class_split_tiles,
     cosine_tile,
     dot_operand,
@@ -110,7 +111,7 @@ def _backward_kernel(
                 stride_eb, stride_ed, stride_wc, stride_wd,
                 BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
             )
-            cos = tl.minimum(tl.maximum(raw_cos, -1.0), 1.0)
+            cos = clamp_cosine(raw_cos)
             is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
             target = tl.sum(tl.where(is_target, cos, 0.0), axis=1)
 

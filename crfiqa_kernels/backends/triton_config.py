@@ -90,7 +90,7 @@ class _Blocks:
 @functools.lru_cache(maxsize=None)
 def _forward_blocks(dtype: torch.dtype, interpreted: bool) -> _Blocks:
     if interpreted:
-        return _Blocks(16, 32, 32, 64, 1, 1)
+        return _Blocks(32, 64, 64, 128, 1, 1)
     if dtype in (torch.float16, torch.bfloat16):
         return _Blocks(64, 128, 64, 0, 8, 3)
     if dtype == torch.float32:  # tf32 or IEEE products: half the K depth per stage
@@ -101,7 +101,7 @@ def _forward_blocks(dtype: torch.dtype, interpreted: bool) -> _Blocks:
 @functools.lru_cache(maxsize=None)
 def _backward_blocks(dtype: torch.dtype, dim_bucket: int, interpreted: bool) -> _Blocks:
     if interpreted:
-        return _Blocks(16, 32, 32, 64, 1, 1)
+        return _Blocks(32, 64, 64, 128, 1, 1)
     block_dw = min(256, dim_bucket)
     if dtype in (torch.float16, torch.bfloat16):
         return _Blocks(64, 64, 64, max(64, block_dw), 8, 2)

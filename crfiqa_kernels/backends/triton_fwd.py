@@ -189,7 +189,7 @@ def _forward_partials_kernel(
             stride_eb, stride_ed, stride_wc, stride_wd,
             BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
         )
-        cos = tl.minimum(tl.maximum(cos, -1.0), 1.0)
+        cos = clamp_cosine(cos)
         is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
         in_tile = (labels >= tile * BLOCK_C) & (labels < tile * BLOCK_C + BLOCK_C) & (labels < classes)
         tile_target = tl.sum(tl.where(is_target, cos, 0.0), axis=1)
@@ -278,6 +278,12 @@ def cosine_tile(
         )
     w_inv_norm = tl.load(w_inv_norm_ptr + cols, mask=col_mask, other=0.0)
     return acc * w_inv_norm[None, :]
+
+
+@triton.jit
+def clamp_cosine(cos):
+    """clamp(cos, -1, 1), NaN kept NaN (a NaN input must not turn into a finite cosine)."""
+    return tl.clamp(cos, -1.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
