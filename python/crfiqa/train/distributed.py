@@ -1,0 +1,87 @@
+"""One process or ``torchrun``: the process group, the device, the DDP backbone and the head.
+
+With ``WORLD_SIZE > 1`` (set by ``torchrun``) the backbone is wrapped in DistributedDataParallel
+and the class centers are split over the ranks by ``crfiqa_kernels.ShardedMarginCCSHead``; NCCL on
+GPUs, gloo on CPUs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import crfiqa_kernels as ck
+
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Placement:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value is None else int(value)
+
+
+def setup(device: str | torch.device | None = None) -> Placement:
+    """Join the ``torchrun`` process group when there is one; pick the device."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size == 1:
+        chosen = torch.device(device) if device is not None else _default_device()
+        return Placement(0, 1, chosen)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    use_cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    chosen = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    return Placement(dist.get_rank(), dist.get_world_size(), chosen)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> nn.Module:
+    """The class-center head: the fused op on one process, sharded over the ranks otherwise."""
+    margin = ck.Margin.arcface(config.margin_s, config.margin_m)
+    if placement.world_size == 1:
+        head = ck.MarginCCSHead(num_classes, config.embedding_size, margin, backend=config.backend)
+    else:
+        from crfiqa_kernels.distributed import ShardedMarginCCSHead
+
+        head = ShardedMarginCCSHead(num_classes, config.embedding_size, margin)
+    return head.to(placement.device)
+
+
+def wrap_backbone(backbone: nn.Module, placement: Placement) -> nn.Module:
+    if placement.world_size == 1:
+        return backbone
+    device_ids = [placement.device.index] if placement.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(backbone, device_ids=device_ids, broadcast_buffers=False)
+
+
+def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
+    """Whether no rank's batch came out empty (every rank must then skip the step together)."""
+    if placement.world_size == 1:
+        return has_images
+    flag = torch.tensor([int(has_images)], device=placement.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def teardown(placement: Placement) -> None:
+    if placement.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

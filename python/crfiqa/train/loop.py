@@ -1,0 +1,293 @@
+"""The CR-FIQA training loop: iResNet backbone + fused margin head + CR regression (DESIGN §2).
+
+Exact resume: a checkpoint holds the backbone, head, optimizer, scheduler and grad scaler, the
+global torch RNG (dropout), the flip generator, and the position (epoch, batches done in it). The
+data order is a function of ``(seed, epoch)`` (DistributedSampler), so a resumed run skips the
+batches already done and continues with the very batches the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+import crfiqa_kernels as ck
+
+from ..data import SkipLog, collate, random_horizontal_flip
+from ..models import build_iresnet
+from . import distributed
+from .checkpoint import load_checkpoint, save_atomic
+from .config import TrainConfig
+from .run_log import RunLog
+
+CHECKPOINT_FORMAT = 1
+# Options that may change between a run and its resumption without changing its results.
+RESUMABLE_CHANGES = {"num_workers", "log_every", "checkpoint_every", "tensorboard"}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    history: list[dict] = field(default_factory=list)  # the logged scalars, one dict per log point
+    skipped: int = 0
+    checkpoint: str = ""
+    backbone: str = ""
+
+
+@dataclass
+class _Position:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+class _ResumedBatches:
+    """An epoch's batches after the first ``skip`` ones (index lists only: nothing is loaded)."""
+
+    def __init__(self, batches: BatchSampler, skip: int) -> None:
+        self.batches, self.skip = batches, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batches), self.skip, None)
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.skip
+
+
+def checkpoint_path(output_dir: str, placement: distributed.Placement) -> str:
+    name = "checkpoint.pt" if placement.world_size == 1 else f"checkpoint-rank{placement.rank}.pt"
+    return os.path.join(output_dir, name)
+
+
+def _num_classes(config: TrainConfig, dataset: Dataset) -> int:
+    found = getattr(dataset, "num_identities", None)
+    if config.num_classes is None:
+        if found is None:
+            raise ValueError("num_classes is not set and the dataset does not say how many identities it has")
+        return found
+    if found is not None and found != config.num_classes:
+        raise ValueError(f"num_classes is {config.num_classes} but the dataset has {found} identities")
+    return config.num_classes
+
+
+class Trainer:
+    """Builds every part of a run from a :class:`TrainConfig`; :meth:`run` trains."""
+
+    def __init__(
+        self, config: TrainConfig, dataset: Dataset, output_dir: str, *, device: str | torch.device | None = None
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("dataset is empty")
+        self.config, self.dataset, self.output_dir = config, dataset, os.fspath(output_dir)
+        self.placement = distributed.setup(device)
+        rank, device = self.placement.rank, self.placement.device
+        torch.manual_seed(config.seed + rank)
+        self.num_classes = _num_classes(config, dataset)
+        self.backbone = build_iresnet(config.model_config()).to(device)
+        self.head = distributed.build_head(config, self.num_classes, self.placement)
+        self.criterion = ck.CRFIQALoss(self.head, alpha=config.alpha, beta=config.beta, cr=config.cr)
+        global_batch = config.batch_size * self.placement.world_size
+        self.optimizer = torch.optim.SGD(
+            [{"params": self.backbone.parameters()}, {"params": self.head.parameters()}],
+            lr=config.base_lr * global_batch / 512,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        # lr × 0.1 from each (1-based) epoch of lr_steps on: milestones are 0-based epoch indices.
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=[step - 1 for step in config.lr_steps], gamma=0.1
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+        self.flip_generator = torch.Generator().manual_seed(config.seed + rank)
+        self.sampler = DistributedSampler(
+            dataset, num_replicas=self.placement.world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+        )
+        self.steps_per_epoch = len(self.sampler) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the dataset's {len(dataset)} images give no full batch of {config.batch_size} per process"
+            )
+        self.position = _Position()
+        self.skips = SkipLog()
+        self.model = distributed.wrap_backbone(self.backbone, self.placement)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "flip": self.flip_generator.get_state()}
+        if self.placement.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.placement.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "model_config": self.backbone.config,
+            "num_classes": self.num_classes,
+            "world_size": self.placement.world_size,
+            "rank": self.placement.rank,
+            "position": vars(self.position).copy(),
+            "backbone": self.backbone.state_dict(),
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "skipped": [list(item) for item in self.skips.items],
+        }
+
+    def save(self) -> str:
+        path = checkpoint_path(self.output_dir, self.placement)
+        save_atomic(self.state(), path)
+        return path
+
+    def restore(self, path: str) -> None:
+        """Continue exactly where the checkpoint at ``path`` stopped."""
+        state = load_checkpoint(path, map_location=self.placement.device)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
+        saved, current = state["config"], self.config.to_dict()
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        if changed:
+            raise ValueError(f"{path} was trained with other values of {changed}; resume with the same options")
+        if state["world_size"] != self.placement.world_size:
+            raise ValueError(f"{path} comes from {state['world_size']} processes, not {self.placement.world_size}")
+        self.backbone.load_state_dict(state["backbone"])
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.flip_generator.set_state(state["rng"]["flip"].cpu())
+        if "cuda" in state["rng"] and self.placement.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.placement.device)
+        self.position = _Position(**state["position"])
+        self.skips.add([tuple(item) for item in state["skipped"]])
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        self.sampler.set_epoch(self.position.epoch)
+        batches = BatchSampler(self.sampler, self.config.batch_size, drop_last=True)
+        return DataLoader(
+            self.dataset,
+            batch_sampler=_ResumedBatches(batches, self.position.batch_in_epoch),
+            collate_fn=collate,
+            num_workers=self.config.num_workers,
+            pin_memory=self.placement.device.type == "cuda",
+            # Its own generator: creating the iterator must not draw from the global RNG.
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        device = self.placement.device
+        images = random_horizontal_flip(images.to(device, non_blocking=True), self.flip_generator)
+        labels = labels.to(device, non_blocking=True)
+        amp = self.config.amp
+        with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "none"):
+            embeddings, quality = self.model(images)
+            total, parts = self.criterion(embeddings, quality, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.backbone.parameters(), max_norm=self.config.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"loss": total.detach(), "ce": parts.ce, "quality": parts.quality, "mean_cr": parts.mean_cr}
+
+    def _advance(self) -> None:
+        position = self.position
+        position.step += 1
+        position.batch_in_epoch += 1
+        if position.batch_in_epoch == self.steps_per_epoch:
+            self.scheduler.step()
+            position.epoch += 1
+            position.batch_in_epoch = 0
+
+    def run(self, *, max_steps: int | None = None, progress: bool = True) -> TrainResult:
+        """Train to the end of the last epoch (or to global step ``max_steps``); checkpoint on the way."""
+        config, placement = self.config, self.placement
+        total_steps = config.epochs * self.steps_per_epoch
+        if max_steps is not None:
+            total_steps = min(total_steps, max_steps)
+        log = RunLog(self.output_dir, enabled=placement.is_main, tensorboard=config.tensorboard)
+        result = TrainResult(step=self.position.step, epoch=self.position.epoch)
+        log.info(f"config {config.to_dict()} classes={self.num_classes} processes={placement.world_size}")
+        bar = tqdm(
+            total=total_steps, initial=self.position.step, disable=not (progress and placement.is_main),
+            desc="train", unit="step", dynamic_ncols=True,
+        )
+        self.model.train()
+        self.head.train()
+        last_time, last_step = time.perf_counter(), self.position.step
+        try:
+            while self.position.step < total_steps:
+                for batch in self._loader():
+                    self.skips.add(batch.skipped)
+                    if distributed.every_rank_has_images(batch.images is not None, placement):
+                        metrics = self._step(batch.images, batch.targets)
+                    else:
+                        metrics = None
+                        log.warning(f"step {self.position.step + 1}: a batch with no readable image was skipped")
+                    self._advance()
+                    bar.update(1)
+                    step = self.position.step
+                    if metrics is not None and (step % config.log_every == 0 or step == total_steps):
+                        now = time.perf_counter()
+                        images = (step - last_step) * config.batch_size * placement.world_size
+                        values = {name: value.item() for name, value in metrics.items()}
+                        values["lr"] = self.optimizer.param_groups[0]["lr"]
+                        values["images_per_s"] = images / max(now - last_time, 1e-9)
+                        last_time, last_step = now, step
+                        log.scalars(step, values)
+                        result.history.append({"step": step, **values})
+                        bar.set_postfix(
+                            loss=f"{values['loss']:.3f}", ce=f"{values['ce']:.3f}", q=f"{values['quality']:.4f}",
+                            cr=f"{values['mean_cr']:.3f}", img_s=f"{values['images_per_s']:.0f}", refresh=False,
+                        )
+                    if step % config.checkpoint_every == 0:
+                        result.checkpoint = self.save()
+                    if step >= total_steps:
+                        break
+            result.checkpoint = self.save()
+            if placement.is_main:
+                result.backbone = os.path.join(self.output_dir, "backbone.pth")
+                save_atomic(self.backbone.state_dict(), result.backbone)
+        finally:
+            bar.close()
+            if self.skips.count:
+                log.warning(self.skips.summary())
+            log.close()
+        result.step, result.epoch, result.skipped = self.position.step, self.position.epoch, self.skips.count
+        return result
+
+
+def train(
+    config: TrainConfig,
+    dataset: Dataset,
+    output_dir: str,
+    *,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train CR-FIQA on ``dataset`` (items ``(image tensor, label)``), writing into ``output_dir``.
+
+    ``resume=True`` continues from the checkpoint in ``output_dir`` (it must exist).
+    """
+    trainer = Trainer(config, dataset, output_dir, device=device)
+    try:
+        if resume:
+            path = checkpoint_path(trainer.output_dir, trainer.placement)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no checkpoint to resume from: {path}")
+            trainer.restore(path)
+        return trainer.run(max_steps=max_steps, progress=progress)
+    finally:
+        distributed.teardown(trainer.placement)
