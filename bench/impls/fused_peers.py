@@ -1,0 +1,65 @@
+"""Liger-Kernel's and Cut Cross-Entropy's fused linear cross-entropy on normalized inputs.
+
+Both are Triton kernels for CUDA that compute the plain softmax cross-entropy of ``s · ê · ŵᵀ``
+(no margin, no CCS / NNCCS) without materializing the logits. Where the package is missing, or
+the device is not CUDA, the harness records them as unavailable, with the reason.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch.nn.functional as F
+
+from .authors import NORM_FLOOR
+from .base import Semantics, Setting, Unavailable, loss_implementation
+
+
+def _import(module: str, package: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise Unavailable(f"not installed ({package}): {error}") from None
+
+
+def _require_cuda(setting: Setting, package: str) -> None:
+    if setting.device.type != "cuda":
+        raise Unavailable(f"{package} runs on CUDA only, not on {setting.device.type}")
+
+
+def _liger(setting: Setting):
+    functional = _import("liger_kernel.transformers.functional", "liger-kernel")
+    _require_cuda(setting, "liger-kernel")
+    scale = setting.margin.s
+
+    def loss(embeddings, weight, labels):
+        e_hat = F.normalize(embeddings, dim=1, eps=NORM_FLOOR).mul(scale)
+        w_hat = F.normalize(weight, dim=1, eps=NORM_FLOOR)
+        out = functional.liger_fused_linear_cross_entropy(e_hat, w_hat, labels, ignore_index=-1)
+        # Some versions return (loss, z_loss).
+        return (out[0] if isinstance(out, tuple) else out,)
+
+    return loss
+
+
+def _cut_cross_entropy(setting: Setting):
+    cce = _import("cut_cross_entropy", "cut-cross-entropy")
+    _require_cuda(setting, "cut-cross-entropy")
+    scale = setting.margin.s
+
+    def loss(embeddings, weight, labels):
+        e_hat = F.normalize(embeddings, dim=1, eps=NORM_FLOOR).mul(scale)
+        w_hat = F.normalize(weight, dim=1, eps=NORM_FLOOR)
+        if e_hat.dtype != w_hat.dtype:  # CCE wants one dtype: the classifier follows the embeddings
+            w_hat = w_hat.to(e_hat.dtype)
+        return (cce.linear_cross_entropy(e_hat, w_hat, labels, ignore_index=-1, reduction="mean"),)
+
+    return loss
+
+
+SEMANTICS = Semantics(margin=False)
+LIGER = loss_implementation(
+    "liger", "Liger-Kernel fused linear CE on (s·ê, ŵ): plain CE", _liger, SEMANTICS
+)
+CUT_CROSS_ENTROPY = loss_implementation(
+    "cut_cross_entropy", "Cut Cross-Entropy on (s·ê, ŵ): plain CE", _cut_cross_entropy, SEMANTICS
+)

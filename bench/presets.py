@@ -1,0 +1,35 @@
+"""Named sets of command-line options; options given explicitly override the preset's."""
+from __future__ import annotations
+
+LOSS_AND_FLOOR = (
+    "authors_eager,authors_compiled,linear_cross_entropy,linear_cross_entropy_chunked,arcface_torch,"
+    "liger,cut_cross_entropy,chunked,triton,cuda,floor"
+)
+
+PRESETS = {
+    # Issue 2 item 9: the CPU path against the authors' formulation and PyTorch's linear CE at L.
+    # 5 timed repeats after 1 warm-up keep the whole run near 2-3 minutes on 2 cores.
+    "cpu-l": dict(
+        device="cpu", shapes="L", dtypes="fp32", modes="fwd_bwd",
+        impls="authors_eager,linear_cross_entropy,linear_cross_entropy_chunked,chunked",
+        threads=2, warmup=1, repeats=5,
+    ),
+    # Every implementation once at the tiny shape: checks that the harness runs end to end.
+    "smoke": dict(device="cpu", shapes="tiny", dtypes="fp32,bf16", modes="fwd,fwd_bwd", impls="all",
+                  warmup=1, repeats=3),
+    # Issue 8 item 1 on a GPU: every peer, every shape, both dtypes and modes.
+    "gpu": dict(device="cuda", shapes="S,L,XL,Shard", dtypes="bf16,fp32", modes="fwd,fwd_bwd",
+                impls=LOSS_AND_FLOOR, warmup=5, repeats=30),
+    # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
+    "gpu-stats": dict(device="cuda", shapes="Stats", dtypes="fp32,bf16", modes="fwd",
+                      impls="class_stats,faiss_top2", warmup=3, repeats=20),
+    # Issue 8 item 4: the largest C whose training step fits on the GPU.
+    "gpu-scale": dict(device="cuda", scale=True, dtypes="fp32,bf16", impls="authors_eager,chunked,triton,cuda"),
+}
+
+DEFAULTS = dict(
+    device="cpu", shapes="S", dtypes="fp32", modes="fwd,fwd_bwd", impls=LOSS_AND_FLOOR,
+    threads=None, warmup=None, repeats=None, scale=False,
+)
+# Without a preset or an explicit count: warm-up and timed repeats per device type.
+REPEATS = {"cpu": (1, 5), "cuda": (5, 30)}
