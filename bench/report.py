@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 MIB = 2**20
 SPEEDUP_REFERENCES = ("authors_eager", "authors_compiled", "faiss_top2")
@@ -130,13 +131,18 @@ def plot(records: list[dict], path: Path) -> bool:
                 record[key] * scale if record["status"] == "ok" and record[key] else 0.0 for record in group
             ]
             axis.barh(names, values, color=["tab:blue" if value else "lightgray" for value in values])
-            for position, record in enumerate(group):
-                if record["status"] != "ok":
-                    axis.text(0, position, f" {record['status']}", va="center", fontsize=8)
-                elif record[key]:
-                    axis.text(record[key] * scale, position, f" {record[key] * scale:,.1f}", va="center", fontsize=8)
+            for position, (record, value) in enumerate(zip(group, values)):
+                if record["status"] != "ok":  # x in axes coordinates: visible whatever the scale
+                    axis.text(0.01, position, record["status"], transform=axis.get_yaxis_transform(),
+                              va="center", fontsize=8, color="tab:red")
+                elif value:
+                    axis.text(value, position, f" {value:,.3g}", va="center", fontsize=8)
+                else:
+                    axis.text(0.01, position, "not measured", transform=axis.get_yaxis_transform(),
+                              va="center", fontsize=8, color="gray")
             if any(values):
                 axis.set_xscale("log")
+                axis.xaxis.set_minor_formatter(NullFormatter())
             axis.invert_yaxis()
             axis.set_xlabel(label)
             axis.set_title(f"{shape} · {dtype} · {mode}", fontsize=9)

@@ -37,32 +37,38 @@ def largest_fitting(fits, low: int, high: int, resolution: int) -> int:
     return low
 
 
-def training_step_fits(impl: Implementation, classes: int, dtype: DtypeSetting, config: RunConfig) -> bool:
+def _train(impl: Implementation, classes: int, dtype: DtypeSetting, config: RunConfig) -> None:
     device = config.device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    weight = torch.nn.Parameter(torch.randn(classes, DIM, device=device, generator=generator).mul_(0.01))
+    optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    embeddings = torch.randn(BATCH, DIM, device=device, generator=generator).to(dtype.embedding_dtype)
+    embeddings.requires_grad_(True)
+    labels = torch.randint(0, classes, (BATCH,), device=device, generator=generator)
+    setting = Setting(device, dtype, "fwd_bwd", config.margin, [Problem(embeddings, weight, labels)],
+                      config.compile_backend)
+    loss_fn = impl.build_loss(setting)
+    for _ in range(STEPS):
+        with dtype.autocast(device):
+            loss = loss_fn(embeddings, weight, labels)[0]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # an asynchronous failure surfaces here
+
+
+def training_step_fits(impl: Implementation, classes: int, dtype: DtypeSetting, config: RunConfig) -> bool:
+    """Whether two training steps at ``classes`` run without running out of device memory."""
     try:
-        generator = torch.Generator(device=device).manual_seed(config.seed)
-        weight = torch.nn.Parameter(torch.randn(classes, DIM, device=device, generator=generator).mul_(0.01))
-        optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
-        embeddings = torch.randn(BATCH, DIM, device=device, generator=generator).to(dtype.embedding_dtype)
-        embeddings.requires_grad_(True)
-        labels = torch.randint(0, classes, (BATCH,), device=device, generator=generator)
-        setting = Setting(device, dtype, "fwd_bwd", config.margin, [Problem(embeddings, weight, labels)],
-                          config.compile_backend)
-        loss_fn = impl.build_loss(setting)
-        for _ in range(STEPS):
-            with dtype.autocast(device):
-                loss = loss_fn(embeddings, weight, labels)[0]
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize(device)
+        _train(impl, classes, dtype, config)  # its tensors are freed when it returns or raises
         return True
     except Exception as error:  # noqa: BLE001 — only running out of memory means "does not fit"
         if is_out_of_memory(error):
             return False
         raise
     finally:
-        release_memory(device)
+        release_memory(config.device)
 
 
 def largest_classes(impl: Implementation, dtype: DtypeSetting, config: RunConfig, *, resolution_fraction=0.005) -> int:

@@ -7,6 +7,8 @@ additive angular margin (ArcFace) exists in that formulation.
 """
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 import torch.nn.functional as F
 
@@ -28,11 +30,12 @@ def authors_formulation(embeddings, weight, labels, margin: Margin):
     valid = (labels >= 0).unsqueeze(1)
     column = labels.clamp(min=0).unsqueeze(1)
     with torch.no_grad():
-        # CCS: the label column of a clone; NNCCS: the max of a clone whose label column is masked.
-        ccs = torch.where(valid, cos.detach().clone().gather(1, column), float("nan")).squeeze(1)
+        # A clone of the cosines: CCS is its label column; NNCCS its max once that column is masked.
         others = cos.detach().clone()
-        masked = torch.where(valid, float("-inf"), others.gather(1, column))
-        nnccs = others.scatter_(1, column, masked).amax(dim=1)
+        target = others.gather(1, column)
+        ccs = torch.where(valid, target, float("nan")).squeeze(1)
+        nnccs = others.scatter_(1, column, torch.where(valid, float("-inf"), target)).amax(dim=1)
+        del others
 
     one_hot = torch.zeros_like(cos).scatter_(1, column, torch.where(valid, margin.m2, 0.0).to(cos.dtype))
     theta = torch.arccos(cos)
@@ -51,10 +54,8 @@ def _eager(setting: Setting):
 def _compiled(setting: Setting):
     margin = setting.margin
     if setting.device.type == "cuda" and setting.compile_backend == "inductor":
-        try:
-            import triton  # noqa: F401  (inductor generates Triton kernels on CUDA)
-        except ImportError as error:
-            raise Unavailable(f"torch.compile on CUDA needs triton: {error}") from None
+        if importlib.util.find_spec("triton") is None:  # inductor generates Triton kernels on CUDA
+            raise Unavailable("torch.compile on CUDA needs triton, which is not installed")
 
     def formulation(embeddings, weight, labels):
         return authors_formulation(embeddings, weight, labels, margin)

@@ -26,6 +26,11 @@ def _require_cuda(setting: Setting, package: str) -> None:
         raise Unavailable(f"{package} runs on CUDA only, not on {setting.device.type}")
 
 
+def _like(w_hat, e_hat):
+    """Both kernels take one dtype: under bf16 autocast the classifier follows the embeddings."""
+    return w_hat if w_hat.dtype == e_hat.dtype else w_hat.to(e_hat.dtype)
+
+
 def _liger(setting: Setting):
     functional = _import("liger_kernel.transformers.functional", "liger-kernel")
     _require_cuda(setting, "liger-kernel")
@@ -33,7 +38,7 @@ def _liger(setting: Setting):
 
     def loss(embeddings, weight, labels):
         e_hat = F.normalize(embeddings, dim=1, eps=NORM_FLOOR).mul(scale)
-        w_hat = F.normalize(weight, dim=1, eps=NORM_FLOOR)
+        w_hat = _like(F.normalize(weight, dim=1, eps=NORM_FLOOR), e_hat)
         out = functional.liger_fused_linear_cross_entropy(e_hat, w_hat, labels, ignore_index=-1)
         # Some versions return (loss, z_loss).
         return (out[0] if isinstance(out, tuple) else out,)
@@ -48,9 +53,7 @@ def _cut_cross_entropy(setting: Setting):
 
     def loss(embeddings, weight, labels):
         e_hat = F.normalize(embeddings, dim=1, eps=NORM_FLOOR).mul(scale)
-        w_hat = F.normalize(weight, dim=1, eps=NORM_FLOOR)
-        if e_hat.dtype != w_hat.dtype:  # CCE wants one dtype: the classifier follows the embeddings
-            w_hat = w_hat.to(e_hat.dtype)
+        w_hat = _like(F.normalize(weight, dim=1, eps=NORM_FLOOR), e_hat)
         return (cce.linear_cross_entropy(e_hat, w_hat, labels, ignore_index=-1, reduction="mean"),)
 
     return loss

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from bench.__main__ import main
-from bench.impls import IMPLEMENTATIONS, Implementation, Setting, get_implementation
+from bench.impls import Implementation, Setting, Unavailable, get_implementation
 from bench.memory import peak_extra_bytes
 from bench.problems import get_dtype, make_problems
-from bench.records import REQUIRED_KEYS, read_json
+from bench.records import REQUIRED_KEYS, environment, read_json
 from bench.report import markdown, write_report
 from bench.runner import MARGIN, RunConfig, run_all
-from bench.scale import largest_fitting
+from bench.scale import largest_classes, largest_fitting, run_scale, training_step_fits
 from bench.shapes import get_shape
 from crfiqa_kernels.reference import cosine_matrix, margin_ccs_loss_reference
 
@@ -113,10 +113,8 @@ def test_searches_find_the_two_nearest_class_centers(problems, name):
 
 def test_gpu_only_peers_are_unavailable_on_cpu_with_a_reason(problems):
     for name in ("liger", "cut_cross_entropy", "cuda"):
-        with pytest.raises(Exception) as caught:
-            IMPLEMENTATIONS[name].prepare(_setting(problems, "fwd"))
-        assert type(caught.value).__name__ == "Unavailable"
-        assert str(caught.value)
+        with pytest.raises(Unavailable, match=r"not installed|CUDA|cuda"):
+            get_implementation(name).prepare(_setting(problems, "fwd"))
 
 
 def test_peak_extra_memory_on_cpu_counts_transients_not_returned_tensors():
@@ -213,3 +211,19 @@ def test_scale_bisection_finds_the_largest_fitting_size():
     found = largest_fitting(lambda classes: classes <= 3_000_000, 1_000, 10**7, resolution=10_000)
     assert 3_000_000 - 10_000 <= found <= 3_000_000
     assert largest_fitting(lambda classes: False, 1_000, 10**7, resolution=1) == 999
+
+
+@pytest.mark.parametrize("name", ("authors_eager", "chunked"))
+def test_scale_training_step_runs_and_the_search_needs_a_gpu(name):
+    impl = get_implementation(name)
+    config = RunConfig(CPU, warmup=0, repeats=1)
+    assert training_step_fits(impl, 1_500, FP32, config)
+    with pytest.raises(ValueError, match="cuda"):
+        largest_classes(impl, FP32, config)
+
+
+def test_scale_records_a_failed_search_and_renders_it():
+    records = run_scale([get_implementation("chunked")], [FP32], RunConfig(CPU, warmup=0, repeats=1), environment(CPU))
+    assert [(record["mode"], record["status"], record["max_classes"]) for record in records] == [("scale", "error", None)]
+    assert "needs --device cuda" in records[0]["message"]
+    assert "| chunked | fp32 | error |" in markdown(records)
