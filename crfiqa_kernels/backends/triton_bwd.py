@@ -89,25 +89,30 @@ def _backward_kernel(
     split = tl.program_id(1)
     dw_cols = tl.program_id(0) * BLOCK_DW + tl.arange(0, BLOCK_DW)
     dw_mask = dw_cols < dim
+    offs_b = tl.arange(0, BLOCK_B)
+    offs_c = tl.arange(0, BLOCK_C)
     if DETERMINISTIC:
-        d_e_ptr += split.to(tl.int64) * batch * dim
+        d_e_ptr += tl.cast(split, tl.int64) * batch * dim
 
     first_tile = split * tiles_per_split
     last_tile = tl.minimum(first_tile + tiles_per_split, tl.cdiv(classes, BLOCK_C))
     for tile in range(first_tile, last_tile):
-        cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)
+        cols = tile * BLOCK_C + offs_c
         col_mask = cols < classes
         w_inv_norm = tl.load(w_inv_norm_ptr + cols, mask=col_mask, other=0.0)
+        # Base pointers of the tile (64-bit); offsets inside it stay 32-bit.
+        w_tile_ptr = w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc
         d_w_hat = tl.zeros((BLOCK_C, BLOCK_DW), ACC_DTYPE)
         radial = tl.zeros((BLOCK_C,), ACC_DTYPE)
         for row_start in range(0, batch, BLOCK_B):
-            rows = row_start + tl.arange(0, BLOCK_B)
+            rows = row_start + offs_b
             row_mask = rows < batch
             labels = tl.load(labels_ptr + rows, mask=row_mask, other=-1)
             lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
             row_grad = tl.load(row_grad_ptr + rows, mask=row_mask, other=0.0)
+            e_block_ptr = e_ptr + tl.cast(row_start, tl.int64) * stride_eb
             raw_cos = cosine_tile(
-                e_ptr, w_ptr, w_inv_norm_ptr, rows, cols, row_mask, col_mask, dim,
+                e_block_ptr, w_tile_ptr, w_inv_norm_ptr + tile * BLOCK_C, row_mask, col_mask, dim,
                 stride_eb, stride_ed, stride_wc, stride_wd,
                 BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
             )
@@ -134,7 +139,7 @@ def _backward_kernel(
             # before the clamp): a sum over the batch, so no program needs the other columns.
             radial += tl.sum(d_cos * raw_cos, axis=0)
             e_chunk = tl.load(
-                e_ptr + rows[:, None].to(tl.int64) * stride_eb + dw_cols[None, :] * stride_ed,
+                e_block_ptr + offs_b[:, None] * stride_eb + dw_cols[None, :] * stride_ed,
                 mask=row_mask[:, None] & dw_mask[None, :], other=0.0,
             )
             d_w_hat = tl.dot(
@@ -151,21 +156,21 @@ def _backward_kernel(
                 d = tl.program_id(0) * BLOCK_DW + sub + tl.arange(0, BLOCK_D)
                 d_mask = d < dim
                 w_sub = tl.load(
-                    w_ptr + cols[:, None].to(tl.int64) * stride_wc + d[None, :] * stride_wd,
+                    w_tile_ptr + offs_c[:, None] * stride_wc + d[None, :] * stride_wd,
                     mask=col_mask[:, None] & d_mask[None, :], other=0.0,
                 )
                 d_e = tl.dot(d_cos_w, dot_operand(w_sub, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
                              input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
-                d_e_ptrs = d_e_ptr + rows[:, None].to(tl.int64) * dim + d[None, :]
+                d_e_ptrs = d_e_ptr + tl.cast(row_start, tl.int64) * dim + (offs_b[:, None] * dim + d[None, :])
                 d_e_mask = row_mask[:, None] & d_mask[None, :]
                 if DETERMINISTIC:
                     tl.store(d_e_ptrs, tl.load(d_e_ptrs, mask=d_e_mask, other=0.0) + d_e, mask=d_e_mask)
                 else:
-                    tl.atomic_add(d_e_ptrs, d_e, mask=d_e_mask)
+                    tl.atomic_add(d_e_ptrs, d_e, mask=d_e_mask, sem="relaxed")
 
         # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
         w_chunk = tl.load(
-            w_ptr + cols[:, None].to(tl.int64) * stride_wc + dw_cols[None, :] * stride_wd,
+            w_tile_ptr + offs_c[:, None] * stride_wc + dw_cols[None, :] * stride_wd,
             mask=col_mask[:, None] & dw_mask[None, :], other=0.0,
         ).to(ACC_DTYPE)
         w_hat = w_chunk * w_inv_norm[:, None]
@@ -173,7 +178,7 @@ def _backward_kernel(
         if EMULATE_BF16_OUT:
             d_w = round_to_bf16(d_w.to(tl.float32))
         tl.store(
-            d_w_ptr + cols[:, None].to(tl.int64) * stride_dwc + dw_cols[None, :] * stride_dwd,
+            d_w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_dwc + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd),
             d_w.to(OUT_DTYPE), mask=col_mask[:, None] & dw_mask[None, :],
         )
         if DETERMINISTIC:

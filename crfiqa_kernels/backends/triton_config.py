@@ -1,9 +1,11 @@
 """Block sizes, warps, stages and class splits of the Triton kernels.
 
-The choice is a pure function of the problem's bucket (batch rounded up to a power of two, the
-dtype, the embedding size, the class count) and of the device, so an autotuner can later key its
-table on the same buckets. Under ``TRITON_INTERPRET=1`` (CPU tests) the blocks are small: the
-interpreter runs every program in Python and its cost grows with the number of tile operations.
+Blocks come from a table keyed on the kind of tile product (bf16/fp16, tf32, IEEE fp32, fp64, or
+the CPU interpreter) and the embedding size's power-of-two bucket; splits follow from the batch,
+the class count and the device's SM count. An autotuner can key its table on the same buckets.
+Under ``TRITON_INTERPRET=1`` (CPU tests) the interpreter's cost grows with the number of tile
+steps rather than their size, so moderate tiles (32 × 64 × 64) run fastest there; tests that need
+many tiles pass small configurations explicitly.
 """
 from __future__ import annotations
 
@@ -87,27 +89,42 @@ class _Blocks:
     num_stages: int
 
 
+# GPU defaults: compiled offline for sm_90 (H100), these keep the forward free of register spills;
+# the backward's are the least-spilling tiles found that recompute the cosines at most D/128 times.
 @functools.lru_cache(maxsize=None)
-def _forward_blocks(dtype: torch.dtype, interpreted: bool) -> _Blocks:
-    if interpreted:
-        return _Blocks(32, 64, 64, 128, 1, 1)
-    if dtype in (torch.float16, torch.bfloat16):
-        return _Blocks(64, 128, 64, 0, 8, 3)
-    if dtype == torch.float32:  # tf32 or IEEE products: half the K depth per stage
-        return _Blocks(64, 128, 32, 0, 8, 3)
-    return _Blocks(32, 32, 16, 0, 4, 2)  # float64
+def _forward_blocks(kind: str) -> _Blocks:
+    return {
+        "interpreter": _Blocks(32, 64, 64, 0, 1, 1),
+        "half": _Blocks(64, 128, 64, 0, 8, 3),
+        "tf32": _Blocks(64, 128, 32, 0, 8, 2),
+        "ieee": _Blocks(64, 64, 16, 0, 8, 2),  # fp32 products on the FMA units
+        "fp64": _Blocks(32, 32, 16, 0, 4, 2),
+    }[kind]
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_blocks(dtype: torch.dtype, dim_bucket: int, interpreted: bool) -> _Blocks:
-    if interpreted:
-        return _Blocks(32, 64, 64, 128, 1, 1)
-    block_dw = min(256, dim_bucket)
+def _backward_blocks(kind: str, dim_bucket: int) -> _Blocks:
+    block_b, block_c, block_d, block_dw, num_warps, num_stages = {
+        "interpreter": (32, 64, 64, 128, 1, 1),
+        "half": (64, 64, 64, 128, 8, 1),
+        "tf32": (64, 64, 32, 128, 8, 1),
+        "ieee": (32, 32, 16, 128, 8, 1),
+        "fp64": (32, 32, 16, 64, 4, 1),
+    }[kind]
+    # A column chunk of dW no wider than D needs (whole sub-blocks of block_d).
+    block_dw = max(block_d, min(block_dw, dim_bucket))
+    return _Blocks(block_b, block_c, block_d, block_dw, num_warps, num_stages)
+
+
+def _product_kind(dtype: torch.dtype, device: torch.device) -> str:
+    """Which tile products the kernels will run: the key of the block tables."""
+    if interpreting() or device.type != "cuda":
+        return "interpreter"
     if dtype in (torch.float16, torch.bfloat16):
-        return _Blocks(64, 64, 64, max(64, block_dw), 8, 2)
+        return "half"
     if dtype == torch.float32:
-        return _Blocks(64, 64, 32, max(32, block_dw), 8, 2)
-    return _Blocks(32, 32, 16, max(16, min(64, block_dw)), 4, 1)  # float64
+        return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "fp64"
 
 
 def _target_programs(device: torch.device) -> int:
@@ -123,7 +140,7 @@ def _bucket(n: int) -> int:
 def forward_config(batch: int, classes: int, dim: int, dtype: torch.dtype, device: torch.device) -> ForwardConfig:
     """Blocks for the forward partials and enough class splits to fill the device: with B = 512
     rows in tiles of 64 (8 batch tiles) an H100's 132 SMs get 2 × 132 programs when C allows it."""
-    blocks = _forward_blocks(dtype, interpreting() or device.type != "cuda")
+    blocks = _forward_blocks(_product_kind(dtype, device))
     batch_tiles = math.ceil(batch / blocks.block_b)
     class_tiles = math.ceil(classes / blocks.block_c)
     splits = min(class_tiles, math.ceil(_target_programs(device) / batch_tiles))
@@ -138,7 +155,7 @@ def backward_config(
     """Blocks for the backward. Atomic path: one class tile per program. Deterministic path: as many
     splits as fill the device, but no more than ``C / B`` so the (S, B, D) buffers of partial ``dê``
     never outgrow ``dW`` itself."""
-    blocks = _backward_blocks(dtype, _bucket(dim), interpreting() or device.type != "cuda")
+    blocks = _backward_blocks(_product_kind(dtype, device), _bucket(dim))
     class_tiles = math.ceil(classes / blocks.block_c)
     if deterministic:
         dim_chunks = math.ceil(dim / blocks.block_dw)

@@ -67,7 +67,7 @@ class TileMeta:
     dot: object
     acc: object
     emulate_bf16: bool
-    input_precision: str
+    input_precision: str | None
     scale: float
     m1: float
     m2: float
@@ -87,13 +87,19 @@ class TileMeta:
 def tile_meta(e_hat: torch.Tensor, margin) -> TileMeta:
     compute = TL_DTYPES[e_hat.dtype]
     emulate_bf16 = interpreting() and e_hat.dtype == torch.bfloat16
-    tf32 = e_hat.dtype == torch.float32 and not interpreting() and torch.backends.cuda.matmul.allow_tf32
+    dot = tl.float32 if emulate_bf16 else compute
+    if dot == tl.float32 and not interpreting() and torch.backends.cuda.matmul.allow_tf32:
+        input_precision = "tf32"
+    elif dot in (tl.float32, tl.float64):
+        input_precision = "ieee"
+    else:  # fp16/bf16 products have a single precision: Triton's default
+        input_precision = None
     return TileMeta(
         compute=compute,
-        dot=tl.float32 if emulate_bf16 else compute,
+        dot=dot,
         acc=tl.float64 if e_hat.dtype == torch.float64 else tl.float32,
         emulate_bf16=emulate_bf16,
-        input_precision="tf32" if tf32 else "ieee",
+        input_precision=input_precision,
         scale=float(margin.s), m1=float(margin.m1), m2=float(margin.m2), m3=float(margin.m3),
         cos_m2=math.cos(margin.m2), sin_m2=math.sin(margin.m2),
         multiplicative=float(margin.m1) != 1.0,
@@ -168,9 +174,11 @@ def _forward_partials_kernel(
     COS_M2: tl.constexpr, SIN_M2: tl.constexpr, MULTIPLICATIVE: tl.constexpr,
 ):
     split = tl.program_id(1)
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_start = tl.program_id(0) * BLOCK_B
+    rows = row_start + tl.arange(0, BLOCK_B)
     row_mask = rows < batch
     labels = tl.load(labels_ptr + rows, mask=row_mask, other=-1)
+    e_block_ptr = e_ptr + tl.cast(row_start, tl.int64) * stride_eb
 
     # Running statistics of the rows over the split; logits are kept in log2 units (z · log2 e).
     run_max = tl.full((BLOCK_B,), float("-inf"), ACC_DTYPE)
@@ -185,7 +193,8 @@ def _forward_partials_kernel(
         cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)
         col_mask = cols < classes
         cos = cosine_tile(
-            e_ptr, w_ptr, w_inv_norm_ptr, rows, cols, row_mask, col_mask, dim,
+            e_block_ptr, w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc, w_inv_norm_ptr + tile * BLOCK_C,
+            row_mask, col_mask, dim,
             stride_eb, stride_ed, stride_wc, stride_wd,
             BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
         )
@@ -253,37 +262,43 @@ def dot_operand(x, COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, EMULATE
 
 @triton.jit
 def cosine_tile(
-    e_ptr, w_ptr, w_inv_norm_ptr, rows, cols, row_mask, col_mask, dim,
+    e_ptr, w_ptr, w_inv_norm_ptr, row_mask, col_mask, dim,
     stride_eb, stride_ed, stride_wc, stride_wd,
     BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
     COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, EMULATE_BF16: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
     """``ê_rows · ŵ_colsᵀ`` before the clamp: Σ_k ê[rows, k]·W[cols, k] over chunks of ``BLOCK_D``
-    columns with the operands in the compute dtype, then × 1/‖W_j‖ (zero outside the masks)."""
-    offs_d = tl.arange(0, BLOCK_D)
-    e_rows = e_ptr + rows[:, None].to(tl.int64) * stride_eb
-    w_rows = w_ptr + cols[:, None].to(tl.int64) * stride_wc
+    columns with the operands in the compute dtype, then × 1/‖W_j‖ (zero outside the masks).
+    ``e_ptr``, ``w_ptr`` and ``w_inv_norm_ptr`` point at the tile's first row and class, so the
+    per-element offsets stay within the tile (32-bit)."""
+    offs_b = tl.arange(0, BLOCK_B)
+    offs_c = tl.arange(0, BLOCK_C)
     acc = tl.zeros((BLOCK_B, BLOCK_C), ACC_DTYPE)
     for k in range(0, dim, BLOCK_D):
-        d = k + offs_d
+        d = k + tl.arange(0, BLOCK_D)
         d_mask = d < dim
-        e = tl.load(e_rows + d[None, :] * stride_ed, mask=row_mask[:, None] & d_mask[None, :], other=0.0)
-        w = tl.load(w_rows + d[None, :] * stride_wd, mask=col_mask[:, None] & d_mask[None, :], other=0.0)
+        e = tl.load(e_ptr + (offs_b[:, None] * stride_eb + d[None, :] * stride_ed),
+                    mask=row_mask[:, None] & d_mask[None, :], other=0.0)
+        w = tl.load(w_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
+                    mask=col_mask[:, None] & d_mask[None, :], other=0.0)
         acc = tl.dot(
             dot_operand(e, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
             tl.trans(dot_operand(w, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)),
             acc,
             input_precision=INPUT_PRECISION,
         )
-    w_inv_norm = tl.load(w_inv_norm_ptr + cols, mask=col_mask, other=0.0)
+    w_inv_norm = tl.load(w_inv_norm_ptr + offs_c, mask=col_mask, other=0.0)
     return acc * w_inv_norm[None, :]
 
 
 @triton.jit
 def clamp_cosine(cos):
     """clamp(cos, -1, 1), NaN kept NaN (a NaN input must not turn into a finite cosine)."""
-    return tl.clamp(cos, -1.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+    if cos.dtype == tl.float64:  # NVIDIA GPUs have no NaN-propagating min/max for fp64
+        return tl.where(cos != cos, cos, tl.minimum(tl.maximum(cos, -1.0), 1.0))
+    else:
+        return tl.clamp(cos, -1.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit

@@ -123,24 +123,27 @@ def test_autocast_bfloat16_keeps_float32_weights():
 
 
 def test_ties_go_to_the_lowest_class_index(small_tiles):
-    """Identical centers in different tiles and splits: NNCCS picks the lowest index, skipping the
-    label, whatever split found it first. Entries ±1 (norm 8) make every product exact, so the
-    twins tie exactly in any summation order."""
+    """Identical centers within a tile, across tiles of a split and across splits: NNCCS picks the
+    lowest index other than the label. Entries ±1 (norm 8) make every product exact, so the twins
+    tie exactly in any summation order."""
     gen = torch.Generator().manual_seed(37)
-    pattern = torch.randint(0, 2, (64,), generator=gen).float() * 2 - 1
+    patterns = torch.randint(0, 2, (2, 64), generator=gen).float() * 2 - 1
     weight = torch.randn(130, 64, generator=gen)
-    twins = [21, 53, 101, 117]  # column 5 of tiles 1, 3, 6, 7 (16 classes each); splits 0, 1, 3, 3
-    weight[twins] = pattern
-    embeddings = torch.randn(4, 64, generator=gen)
-    embeddings[:3] = pattern
-    labels = torch.tensor([3, twins[0], twins[1], 7])
+    # 16-class tiles, two tiles per split: 5 | 21, 26 are tiles 0 | 1 of split 0; 53 is in split 1;
+    # 101 | 117 are tiles 6 | 7 of split 3.
+    weight[[5, 21, 26]] = patterns[0]
+    weight[[53, 101, 117]] = patterns[1]
+    embeddings = torch.randn(5, 64, generator=gen)
+    embeddings[:2] = patterns[0]
+    embeddings[2:4] = patterns[1]
+    labels = torch.tensor([3, 5, 7, 53, 9])
+    expected = margin_ccs_loss_reference(embeddings.double(), weight.double(), labels, ARCFACE)
     for dtype in DTYPES:
         out = margin_ccs_loss(embeddings.to(DEVICE, dtype), weight.to(DEVICE, dtype), labels.to(DEVICE), ARCFACE,
                               backend="triton")
-        assert out.nn_index[:3].tolist() == [twins[0], twins[1], twins[0]], dtype
-        assert out.nnccs[:3].tolist() == [1.0, 1.0, 1.0], dtype
-    expected = margin_ccs_loss_reference(embeddings.double(), weight.double(), labels, ARCFACE)
-    assert out.nn_index[3].item() == expected.nn_index[3].item()
+        assert out.nn_index[:4].tolist() == [5, 21, 53, 101], dtype
+        assert out.nnccs[:4].tolist() == [1.0] * 4, dtype
+        assert out.nn_index[4].item() == expected.nn_index[4].item(), dtype
 
 
 def test_no_batch_by_class_allocation_on_cpu():
