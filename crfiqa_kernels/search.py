@@ -12,7 +12,10 @@ the lower class index first among equal cosines, so with ``method="flat"`` the r
 agree with :func:`crfiqa_kernels.class_stats` up to float32 rounding of the products.
 ``method="ivf"`` (``IndexIVFFlat``: ``nlist`` k-means cells, ``nprobe`` of them searched) is
 approximate: a nearest center outside the probed cells is missed; :meth:`ClassCenterIndex.recall`
-measures how often. faiss-gpu is used when it is installed and sees a GPU, faiss-cpu otherwise.
+measures how often. It suits 1:N identification, where a probe lies close to its own center; the
+nearest *negative* center (NNCCS) is usually far from the query in 512-D and often outside the
+probed cells, so use ``"flat"`` when NNCCS must be exact. faiss-gpu is used when it is installed
+and sees a GPU, faiss-cpu otherwise.
 
 The index is a snapshot of the centers at construction; CCS (the cosine to the own center) is read
 from ``weight`` itself, which the index keeps a reference to: rebuild the index after changing it.
@@ -28,7 +31,7 @@ from .reference import NORM_FLOOR
 from .results import ClassStats
 
 METHODS = ("flat", "ivf")
-_ADD_CHUNK_ROWS = 65_536
+_BLOCK_ROWS = 16_384  # rows normalized, added or brute-force searched at a time
 _TRAIN_POINTS_PER_CELL = 64
 
 
@@ -60,15 +63,19 @@ def _as_rows(name: str, matrix) -> np.ndarray | torch.Tensor:
     return matrix
 
 
-def _normalized(rows) -> np.ndarray:
-    """float32 rows divided by ``max(‖row‖, 1e-12)`` (computed in float64)."""
-    if isinstance(rows, torch.Tensor):
-        rows = rows.detach().to("cpu", torch.float64).numpy()
-    rows = np.asarray(rows, dtype=np.float64)
-    if not np.isfinite(rows).all():
-        raise ValueError("rows contain NaN or Inf")
-    norms = np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), NORM_FLOOR)
-    return np.ascontiguousarray(rows / norms, dtype=np.float32)
+def _normalized(name: str, rows) -> np.ndarray:
+    """float32 rows divided by ``max(‖row‖, 1e-12)``, computed in float64 a block of rows at a time."""
+    normalized = np.empty(tuple(rows.shape), dtype=np.float32)
+    for start in range(0, rows.shape[0], _BLOCK_ROWS):
+        block = rows[start:start + _BLOCK_ROWS]
+        if isinstance(block, torch.Tensor):
+            block = block.detach().to("cpu", torch.float64).numpy()
+        block = np.asarray(block, dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        norms = np.maximum(np.linalg.norm(block, axis=1, keepdims=True), NORM_FLOOR)
+        normalized[start:start + len(block)] = block / norms
+    return normalized
 
 
 def _rank(scores: np.ndarray, classes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,20 +140,20 @@ class ClassCenterIndex:
         if self.on_gpu:
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
-        for start in range(0, num_classes, _ADD_CHUNK_ROWS):
-            index.add(self._normalized_centers(np.arange(start, min(start + _ADD_CHUNK_ROWS, num_classes))))
+        for start in range(0, num_classes, _BLOCK_ROWS):
+            index.add(self._normalized_centers(np.arange(start, min(start + _BLOCK_ROWS, num_classes))))
         self._index = index
 
     def _normalized_centers(self, classes: np.ndarray) -> np.ndarray:
         if isinstance(self._weight, torch.Tensor):
-            return _normalized(self._weight[torch.as_tensor(classes, device=self._weight.device)])
-        return _normalized(self._weight[classes])
+            return _normalized("weight", self._weight[torch.as_tensor(classes, device=self._weight.device)])
+        return _normalized("weight", self._weight[classes])
 
     def _queries(self, embeddings) -> np.ndarray:
         rows = _as_rows("embeddings", embeddings)
         if rows.shape[1] != self.dim:
             raise ValueError(f"embeddings have size {rows.shape[1]} but the centers have {self.dim}")
-        return _normalized(rows)
+        return _normalized("embeddings", rows)
 
     def _search_normalized(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # Ask for one more than needed: where the extra one ties with the k-th, a center with a lower
@@ -235,10 +242,11 @@ class ClassCenterIndex:
         faiss = _faiss()
         best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
         best_classes = np.full((len(queries), 0), -1, dtype=np.int64)
-        for start in range(0, self.num_classes, _ADD_CHUNK_ROWS):
-            classes = np.arange(start, min(start + _ADD_CHUNK_ROWS, self.num_classes))
+        for start in range(0, self.num_classes, _BLOCK_ROWS):
+            classes = np.arange(start, min(start + _BLOCK_ROWS, self.num_classes))
             width = min(k, len(classes))
-            scores, found = faiss.knn(queries, self._normalized_centers(classes), width, metric=faiss.METRIC_INNER_PRODUCT)
+            centers = self._normalized_centers(classes)
+            scores, found = faiss.knn(queries, centers, width, metric=faiss.METRIC_INNER_PRODUCT)
             best_scores, best_classes = _rank(
                 np.concatenate([best_scores, scores], 1), np.concatenate([best_classes, found + start], 1), k
             )

@@ -28,7 +28,8 @@ def inputs(tmp_path):
                 lines.append(f"{a:05d} {b:05d} {int(identity[a] == identity[b]):05d}\n")
     (tmp_path / "pair_list.txt").write_text("".join(lines))
     for name, scores in (("good", quality), ("random", rng.random(len(identity)))):
-        (tmp_path / f"{name}_set.txt").write_text("".join(f"set/images/{i:05d}.jpg {float(s)!r}\n" for i, s in enumerate(scores)))
+        lines = (f"set/images/{i:05d}.jpg {float(s)!r}\n" for i, s in enumerate(scores))
+        (tmp_path / f"{name}_set.txt").write_text("".join(lines))
     np.save(tmp_path / "bad_is_high.npy", -quality)
     return tmp_path
 

@@ -40,7 +40,8 @@ def test_hand_computed_pauc_and_theoretical_best():
     curve = edc_curve(SIMILARITY, MATED, QUALITY_A, QUALITY_B, threshold=0.5)
     assert edc_pauc(curve, 0.2).pauc == pytest.approx(0.5 * 0.2)
     assert edc_pauc(curve, 0.5).pauc == pytest.approx(0.5 * 2 / 6 + 0.25 * 1 / 6)
-    whole = Fraction(1, 2) * Fraction(2, 6) + sum(Fraction(1, 6) * e for e in (Fraction(1, 4), Fraction(1, 3), Fraction(1, 2), 1))
+    later = (Fraction(1, 4), Fraction(1, 3), Fraction(1, 2), 1)  # each held for 1/6
+    whole = Fraction(1, 2) * Fraction(2, 6) + sum(Fraction(1, 6) * e for e in later)
     assert edc_pauc(curve, 1.0).pauc == pytest.approx(float(whole))
     # Best: discard the 3 errors one by one: 3/6, 2/5, 1/4, 0/3 at 0, 1/6, 2/6, 3/6.
     best_discard, best_error = edc_theoretical_best(curve)

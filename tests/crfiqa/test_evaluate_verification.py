@@ -154,7 +154,8 @@ def test_ten_fold_accuracy_on_a_separable_set():
     issame = rng.random(pairs) < 0.5
     first = rng.standard_normal((pairs, 16))
     # Mated: a near copy (squared distance ≪ 0.01); non-mated: an independent vector (≈ 2).
-    second = np.where(issame[:, None], first + 1e-3 * rng.standard_normal((pairs, 16)), rng.standard_normal((pairs, 16)))
+    near_copy = first + 1e-3 * rng.standard_normal((pairs, 16))
+    second = np.where(issame[:, None], near_copy, rng.standard_normal((pairs, 16)))
     embeddings = np.empty((2 * pairs, 16))
     embeddings[0::2], embeddings[1::2] = first, second
     result = verification_accuracy(embeddings, issame)

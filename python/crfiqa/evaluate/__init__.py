@@ -23,7 +23,14 @@ from .edc import (
 from .erc import ERC_DISCARD_FRACTIONS, ErcCurve, erc_auc, erc_curve
 from .pairs_io import PairList, read_pair_list, read_quality_scores, sample_key, write_pair_list, write_quality_scores
 from .plots import plot_edc, plot_erc
-from .templates import DEFAULT_FARS, TemplateFeatures, quality_weights, tar_at_far, template_features, template_similarity
+from .templates import (
+    DEFAULT_FARS,
+    TemplateFeatures,
+    quality_weights,
+    tar_at_far,
+    template_features,
+    template_similarity,
+)
 from .verification import (
     UnsafePickleError,
     VerificationAccuracy,

@@ -104,19 +104,22 @@ def _evaluate(args: argparse.Namespace) -> str:
         embeddings = _load_embeddings(args.embeddings)
         row_keys = _load_names(args.names, len(embeddings)) if args.names else None
         first, second, mated = _load_pairs(args.pairs, row_keys, len(embeddings))
-        quality = {
-            name: _load_quality(path, row_keys, len(embeddings), first, second) * (-1 if name in args.lower_is_better else 1)
-            for name, path in methods.items()
-        }
+        quality = {}
+        for name, path in methods.items():
+            sign = -1.0 if name in args.lower_is_better else 1.0
+            quality[name] = sign * _load_quality(path, row_keys, len(embeddings), first, second)
         similarity = _cosine(embeddings[first], embeddings[second])
         threshold, rule = _edc_threshold(args, similarity, mated)
-        edc = {name: edc_curve(similarity, mated, q[first], q[second], threshold=threshold) for name, q in quality.items()}
+        edc = {
+            name: edc_curve(similarity, mated, q[first], q[second], threshold=threshold) for name, q in quality.items()
+        }
         areas = {name: edc_pauc(curve, args.pauc_limit) for name, curve in edc.items()}
+        pair_quality = {name: np.minimum(q[first], q[second]) for name, q in quality.items()}
         erc = {
-            fmr: {name: erc_curve(similarity, mated, np.minimum(q[first], q[second]), fmr=fmr) for name, q in quality.items()}
+            fmr: {name: erc_curve(similarity, mated, q, fmr=fmr) for name, q in pair_quality.items()}
             for fmr in args.erc_fmr
         }
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, OSError) as error:
         raise InputError(str(error)) from error
 
     output = Path(args.output_dir)
@@ -246,13 +249,15 @@ def _load_quality(path: str, row_keys, rows: int, first: np.ndarray, second: np.
     used = np.unique(np.concatenate([first, second]))
     missing = used[~np.isfinite(quality[used])]
     if missing.size:
-        raise InputError(f"{path}: no finite score for {missing.size} compared images, e.g. rows {missing[:5].tolist()}")
+        examples = missing[:5].tolist()
+        raise InputError(f"{path}: no finite score for {missing.size} compared images, e.g. rows {examples}")
     return quality
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return np.clip(np.einsum("ij,ij->i", a, b) / norms, -1.0, 1.0)
+    a_hat = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b_hat = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.clip(np.einsum("ij,ij->i", a_hat, b_hat), -1.0, 1.0)
 
 
 def _edc_threshold(args, similarity: np.ndarray, mated: np.ndarray) -> tuple[float, str]:
@@ -290,9 +295,8 @@ def _report(results: dict, edc: dict, areas: dict) -> str:
     ]
     for erc in results["erc"]:
         lines += ["", ERC_PROTOCOL, f"FNMR at the threshold re-fitted to FMR = {erc['fmr']:g}", header]
-        lines += [
-            row(f"{d:.2f}", [erc["methods"][n]["fnmr"][i] for n in names]) for i, d in enumerate(erc["discard_fractions"])
-        ]
+        for i, fraction in enumerate(erc["discard_fractions"]):
+            lines.append(row(f"{fraction:.2f}", [erc["methods"][n]["fnmr"][i] for n in names]))
         lines.append(row("AUC", [erc["methods"][n]["auc"] for n in names]))
     return "\n".join(lines)
 

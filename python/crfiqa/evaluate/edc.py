@@ -128,7 +128,7 @@ def edc_curve(
     order = np.argsort(pair_quality, kind="stable")
     sorted_quality = pair_quality[order]
     # errors_from[k]: errors among the comparisons left after discarding the k lowest-quality ones
-    errors_from = np.concatenate((np.cumsum(is_error[order][::-1])[::-1], [0]))
+    errors_from = np.cumsum(is_error[order][::-1])[::-1]
     # One point per distinct quality value: discard all comparisons strictly below it.
     discard_counts = np.concatenate(([0], np.flatnonzero(sorted_quality[1:] != sorted_quality[:-1]) + 1))
     count = len(scores)
