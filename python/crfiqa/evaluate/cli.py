@@ -32,7 +32,8 @@ EDC_PROTOCOL = (
 )
 ERC_PROTOCOL = (
     "ERC, CR-FIQA paper protocol: discard 0, 0.05 ... 0.95 of all pairs (lowest pairwise quality first), "
-    "threshold re-fitted on the remaining pairs at the ROC point nearest the FMR target, trapezoid AUC"
+    "threshold re-fitted on the remaining pairs at the ROC point nearest the FMR target, mated scores "
+    "<= threshold count as non-matches, trapezoid AUC"
 )
 
 

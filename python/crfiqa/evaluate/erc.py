@@ -6,12 +6,14 @@ Protocol ("ERC, CR-FIQA protocol"), kept for reproducing the paper's tables:
   samples' qualities), lowest first, ties in input order;
 * at each discard fraction ``u`` of 0, 0.05 … 0.95 the ``int(u · N)`` lowest-quality pairs of **all**
   ``N`` pairs (mated and non-mated) are dropped;
-* the threshold is **re-fitted on the remaining pairs** at every step: of the ROC points at the
-  remaining similarity scores, the one whose FMR is nearest the target (the lowest threshold among
-  equally near ones);
-* the curve value is that ROC point's FNMR (a mated pair is accepted when its score is at or above
-  the threshold). The authors' script recounts the FNMR with a strict inequality at the chosen
-  threshold, which can differ by the mated scores tied with the threshold (usually at most one).
+* the threshold ``t`` is **re-fitted on the remaining pairs** at every step: of the ROC points at
+  the remaining similarity scores (FMR(t) = share of non-mated scores ≥ t), the one whose FMR is
+  nearest the target, the lowest threshold among equally near ones;
+* the curve value is the FNMR at ``t`` as the paper's evaluation counts it: the share of mated
+  scores **≤ t** — a mated score equal to the threshold counts as a non-match. (The ROC point itself
+  would accept it; the chosen ``t`` is often a mated score, so the two counts differ by one mated
+  pair at many steps, e.g. 0.0085 in FNMR with 118 mated pairs left. This count reproduces the
+  paper's numbers.)
 
 ``erc_auc`` is the trapezoid area over ``[0, 0.95]``. Unlike the EDC (:mod:`.edc`) the threshold
 moves, so this curve mixes quality assessment with threshold drift; use the EDC for new work.
@@ -32,8 +34,9 @@ ERC_DISCARD_FRACTIONS = np.arange(20) * 0.05  # 0, 0.05, …, 0.95
 class ErcCurve:
     """One ERC. Unpacks as ``discard_fractions, fnmr = curve``.
 
-    ``thresholds[i]`` is the similarity threshold fitted at step ``i`` and ``fmr[i]`` its FMR on the
-    remaining pairs; all three are NaN where the remaining pairs hold no mated or no non-mated pair.
+    ``thresholds[i]`` is the similarity threshold fitted at step ``i`` and ``fmr[i]`` the FMR of its ROC
+    point (non-mated scores ≥ threshold) on the remaining pairs; all three are NaN where the remaining
+    pairs hold no mated or no non-mated pair.
     """
 
     discard_fractions: np.ndarray
@@ -67,13 +70,15 @@ def erc_curve(similarity, mated, pair_quality, *, fmr: float = 1e-3) -> ErcCurve
         kept_mated = mated[kept]
         if kept_mated.all() or not kept_mated.any():
             continue
-        false_match, true_match, at = roc_curve(kept_mated, similarity[kept], drop_intermediate=False)
+        scores = similarity[kept]
+        false_match, _, at = roc_curve(kept_mated, scores, drop_intermediate=False)
         # roc_curve starts with an "accept nothing" point at +inf; the ROC points sit at the scores.
-        false_match, true_match, at = false_match[1:], true_match[1:], at[1:]
+        false_match, at = false_match[1:], at[1:]
         # Thresholds descend; the last of the nearest points is the lowest threshold among them.
         distance = np.abs(false_match - target)
         point = len(distance) - 1 - int(np.argmin(distance[::-1]))
-        fnmr[step], fitted_fmr[step], thresholds[step] = 1.0 - true_match[point], false_match[point], at[point]
+        thresholds[step], fitted_fmr[step] = at[point], false_match[point]
+        fnmr[step] = np.mean(scores[kept_mated] <= at[point])
     return ErcCurve(ERC_DISCARD_FRACTIONS.copy(), fnmr, fitted_fmr, thresholds, target)
 
 
