@@ -6,7 +6,11 @@ On the CPU these run the kernels under Triton's interpreter (tests/conftest.py s
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -406,6 +410,91 @@ def test_backward_rejects_bad_row_grad_and_mode():
         triton_backend.backward(*operands.values(), ARCFACE, lse, torch.zeros(4, device=DEVICE), "exact")
     with pytest.raises(ValueError, match="margin_grad"):
         triton_backend.backward(*operands.values(), ARCFACE, lse, lse, "sideways")
+
+
+# ------------------------------------------------------------------------------------------------
+# Compiled for an H100 (sm_90) without one: the code generator checks what the interpreter skips
+# (loop-carried types, layouts, lowering of every op), and bf16 products must use wgmma.
+# ------------------------------------------------------------------------------------------------
+
+_HOPPER_COMPILE = r"""
+import json, sys
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from crfiqa_kernels import Margin
+from crfiqa_kernels.backends import triton_bwd, triton_config, triton_fwd
+
+POINTEE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64",
+           torch.int64: "i64"}
+
+
+class Capture:
+    # Stands in for a kernel: records what its launcher passes instead of launching.
+    def __init__(self, kernel):
+        self.kernel, self.args, self.kwargs = kernel, None, None
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.args, self.kwargs = args, dict(kwargs)
+        return launch
+
+    def compile(self):
+        options = {key: self.kwargs.pop(key) for key in ("num_warps", "num_stages")}
+        signature = {name: "*" + POINTEE[value.dtype] if isinstance(value, torch.Tensor) else "i32"
+                     for name, value in zip(self.kernel.arg_names, self.args)}
+        signature.update({name: "constexpr" for name in self.kwargs})
+        source = ASTSource(self.kernel, signature, self.kwargs)
+        return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+
+
+forward, backward = Capture(triton_fwd._forward_partials_kernel), Capture(triton_bwd._backward_kernel)
+triton_fwd._forward_partials_kernel, triton_bwd._backward_kernel = forward, backward
+gpu = torch.device("cuda")
+batch, classes, dim = 512, 10_572, 512
+for dtype_name, tf32, margin_name, margin_grad in json.loads(sys.argv[1]):
+    dtype = getattr(torch, dtype_name)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    margin = {"arcface": Margin.arcface(), "combined": Margin(32.0, 1.1, 0.3, 0.1)}[margin_name]
+    kind = triton_config._product_kind(dtype, gpu)
+    e_hat, weight = torch.empty(batch, dim, dtype=dtype), torch.empty(classes, dim)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    w_inv_norm, rows = torch.empty(classes, dtype=acc), torch.empty(batch, dtype=acc)
+    labels = torch.zeros(batch, dtype=torch.int64)
+    blocks = triton_config._forward_blocks(kind)
+    config = triton_config.ForwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, 4, blocks.num_warps,
+                                         blocks.num_stages)
+    triton_fwd.forward_partials(e_hat, weight, w_inv_norm, labels, margin, config)
+    kernels = {"forward": forward.compile()}
+    blocks = triton_config._backward_blocks(kind, dim)
+    for deterministic in (False, True):
+        config = triton_config.BackwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, blocks.block_dw, 4,
+                                              blocks.num_warps, blocks.num_stages)
+        triton_bwd.backward(e_hat, weight, w_inv_norm, labels, margin, rows, rows, margin_grad, config, deterministic)
+        kernels[f"backward deterministic={deterministic}"] = backward.compile()
+    for name, kernel in kernels.items():
+        print(json.dumps([dtype_name, tf32, margin_name, margin_grad, name, "wgmma" in kernel.asm["ptx"]]))
+"""
+
+
+def test_kernels_compile_for_hopper(tmp_path):
+    variants = [
+        ("bfloat16", False, "arcface", "exact"),
+        ("bfloat16", False, "combined", "straight_through"),
+        ("float32", True, "arcface", "exact"),
+        ("float32", False, "arcface", "exact"),
+        ("float64", False, "combined", "exact"),
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    run = subprocess.run([sys.executable, "-c", _HOPPER_COMPILE, json.dumps(variants)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    compiled = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(compiled) == 3 * len(variants)
+    for dtype_name, tf32, _, _, kernel, wgmma in compiled:
+        tensor_cores = dtype_name == "bfloat16" or tf32
+        assert wgmma == tensor_cores, f"{dtype_name} tf32={tf32} {kernel}: wgmma={wgmma}"
 
 
 # ------------------------------------------------------------------------------------------------
