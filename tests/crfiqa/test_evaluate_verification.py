@@ -44,6 +44,15 @@ def test_bin_round_trip(tmp_path, protocol):
     torch.testing.assert_close(batches[0][3], torch.from_numpy(expected).permute(2, 0, 1).float() / 127.5 - 1.0)
 
 
+def test_python2_pickle_strings_load_as_bytes(tmp_path):
+    # What Python 2 wrote for ([str, str], [True]) — the form of the published .bin files.
+    python2 = b"\x80\x02]q\x00(U\x03abcq\x01U\x03defq\x02e]q\x03\x88a\x86q\x04."
+    (tmp_path / "py2.bin").write_bytes(python2)
+    dataset = read_verification_bin(tmp_path / "py2.bin")
+    assert dataset.encoded == (b"abc", b"def")
+    np.testing.assert_array_equal(dataset.issame, [True])
+
+
 def test_images_decode_only_when_their_batch_is_reached(tmp_path):
     bins = [_jpeg(i) for i in range(4)] + [b"not an image", _jpeg(5)]
     _write_bin(tmp_path / "late_damage.bin", bins, [True, False, True])

@@ -117,7 +117,7 @@ def embed_verification_set(
     ``model`` maps a normalized batch to embeddings, or to a tuple whose first item is the
     embeddings (crfiqa's :class:`~crfiqa.models.IResNet` returns ``(embedding, quality)``). With
     ``flip`` each embedding is the sum of the image's and its left-right mirror's (insightface's
-    flip test). Embeddings are returned unnormalized.
+    flip test). Embeddings are returned unnormalized. A ``torch.nn.Module`` is put in eval mode.
     """
     if isinstance(model, torch.nn.Module):
         model.eval()
