@@ -33,12 +33,15 @@ def _check_device(e_hat: torch.Tensor) -> None:
         )
 
 
-def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None) -> Partials:
+def forward_partials(
+    e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None
+) -> Partials:
     _check_device(e_hat)
     if config is None:
-        config = triton_config.forward_config(e_hat.shape[0], weight.shape[0], e_hat.shape[1], e_hat.dtype, e_hat.device)
+        batch, dim = e_hat.shape
+        config = triton_config.forward_config(batch, weight.shape[0], dim, e_hat.dtype, e_hat.device)
     with _on(e_hat.device):
-        return triton_fwd.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
+        return triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
 
 
 def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
@@ -50,7 +53,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
             e_hat.shape[0], weight.shape[0], e_hat.shape[1], e_hat.dtype, e_hat.device, deterministic
         )
     with _on(e_hat.device):
-        return triton_bwd.backward(
+        return triton_bwd.launch_backward(
             e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, config, deterministic
         )
 

@@ -34,8 +34,8 @@ from .triton_fwd import (
 )
 
 
-def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad,
-             config: BackwardConfig, deterministic: bool):
+def launch_backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad,
+                    config: BackwardConfig, deterministic: bool):
     """Launches the backward kernel; the only caller of ``_backward_kernel``. Returns
     ``(dê float32 — float64 for float64 —, dW in weight's dtype)``."""
     check_operands(e_hat, weight, w_inv_norm, labels_local)
@@ -64,7 +64,8 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         tiles_per_split,
         BLOCK_B=config.block_b, BLOCK_C=config.block_c, BLOCK_D=config.block_d, BLOCK_DW=config.block_dw,
         EXACT_MARGIN_GRAD=margin_grad == "exact", DETERMINISTIC=deterministic,
-        OUT_DTYPE=TL_DTYPES[weight.dtype], EMULATE_BF16_OUT=interpreting() and weight.dtype == torch.bfloat16,
+        OUT_DTYPE=TL_DTYPES[weight.dtype],
+        EMULATE_BF16_OUT=interpreting() and weight.dtype == torch.bfloat16,
         **meta.kwargs(),
         num_warps=config.num_warps, num_stages=config.num_stages,
     )
@@ -102,6 +103,7 @@ def _backward_kernel(
         w_inv_norm = tl.load(w_inv_norm_ptr + cols, mask=col_mask, other=0.0)
         # Base pointers of the tile (64-bit); offsets inside it stay 32-bit.
         w_tile_ptr = w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc
+        d_w_tile_ptr = d_w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_dwc
         d_w_hat = tl.zeros((BLOCK_C, BLOCK_DW), ACC_DTYPE)
         radial = tl.zeros((BLOCK_C,), ACC_DTYPE)
         for row_start in range(0, batch, BLOCK_B):
@@ -111,6 +113,7 @@ def _backward_kernel(
             lse = tl.load(lse_ptr + rows, mask=row_mask, other=0.0)
             row_grad = tl.load(row_grad_ptr + rows, mask=row_mask, other=0.0)
             e_block_ptr = e_ptr + tl.cast(row_start, tl.int64) * stride_eb
+            d_e_block_ptr = d_e_ptr + tl.cast(row_start, tl.int64) * dim
             raw_cos = cosine_tile(
                 e_block_ptr, w_tile_ptr, w_inv_norm_ptr + tile * BLOCK_C, row_mask, col_mask, dim,
                 stride_eb, stride_ed, stride_wc, stride_wd,
@@ -121,8 +124,8 @@ def _backward_kernel(
             target = tl.sum(tl.where(is_target, cos, 0.0), axis=1)
 
             # p_ij = exp(z_ij − lse_i) with z = s·c, and s·φ(c) at the target (log2 units).
-            target_logit = (SCALE * LOG2E) * margin_phi(target, M1, M2, M3, COS_M2, SIN_M2, MULTIPLICATIVE)
-            logits = tl.where(is_target, target_logit[:, None], cos * (SCALE * LOG2E))
+            phi = margin_phi(target, M1, M2, M3, COS_M2, SIN_M2, MULTIPLICATIVE)
+            logits = tl.where(is_target, (SCALE * LOG2E) * phi[:, None], cos * (SCALE * LOG2E))
             p = tl.exp2(logits - (lse * LOG2E)[:, None])
 
             # ∂ℓ/∂z_ij = g_i (p_ij − [j = y_i]);  ∂ℓ/∂c_ij = s·∂ℓ/∂z_ij, times φ'(c_iy) at the target
@@ -139,7 +142,7 @@ def _backward_kernel(
             # before the clamp): a sum over the batch, so no program needs the other columns.
             radial += tl.sum(d_cos * raw_cos, axis=0)
             e_chunk = tl.load(
-                e_block_ptr + offs_b[:, None] * stride_eb + dw_cols[None, :] * stride_ed,
+                e_block_ptr + (offs_b[:, None] * stride_eb + dw_cols[None, :] * stride_ed),
                 mask=row_mask[:, None] & dw_mask[None, :], other=0.0,
             )
             d_w_hat = tl.dot(
@@ -156,12 +159,12 @@ def _backward_kernel(
                 d = tl.program_id(0) * BLOCK_DW + sub + tl.arange(0, BLOCK_D)
                 d_mask = d < dim
                 w_sub = tl.load(
-                    w_tile_ptr + offs_c[:, None] * stride_wc + d[None, :] * stride_wd,
+                    w_tile_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
                     mask=col_mask[:, None] & d_mask[None, :], other=0.0,
                 )
                 d_e = tl.dot(d_cos_w, dot_operand(w_sub, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
                              input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
-                d_e_ptrs = d_e_ptr + tl.cast(row_start, tl.int64) * dim + (offs_b[:, None] * dim + d[None, :])
+                d_e_ptrs = d_e_block_ptr + (offs_b[:, None] * dim + d[None, :])
                 d_e_mask = row_mask[:, None] & d_mask[None, :]
                 if DETERMINISTIC:
                     tl.store(d_e_ptrs, tl.load(d_e_ptrs, mask=d_e_mask, other=0.0) + d_e, mask=d_e_mask)
@@ -170,7 +173,7 @@ def _backward_kernel(
 
         # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
         w_chunk = tl.load(
-            w_tile_ptr + offs_c[:, None] * stride_wc + dw_cols[None, :] * stride_wd,
+            w_tile_ptr + (offs_c[:, None] * stride_wc + dw_cols[None, :] * stride_wd),
             mask=col_mask[:, None] & dw_mask[None, :], other=0.0,
         ).to(ACC_DTYPE)
         w_hat = w_chunk * w_inv_norm[:, None]
@@ -178,7 +181,7 @@ def _backward_kernel(
         if EMULATE_BF16_OUT:
             d_w = round_to_bf16(d_w.to(tl.float32))
         tl.store(
-            d_w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_dwc + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd),
+            d_w_tile_ptr + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd),
             d_w.to(OUT_DTYPE), mask=col_mask[:, None] & dw_mask[None, :],
         )
         if DETERMINISTIC:

@@ -132,7 +132,7 @@ def class_split_tiles(classes: int, block_c: int, splits: int) -> tuple[int, int
     return per_split, triton.cdiv(class_tiles, per_split)
 
 
-def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config: ForwardConfig) -> Partials:
+def launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config: ForwardConfig) -> Partials:
     """Launches the forward kernel; the only caller of ``_forward_partials_kernel``."""
     check_operands(e_hat, weight, w_inv_norm, labels_local)
     batch, dim = e_hat.shape
