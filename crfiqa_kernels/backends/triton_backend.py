@@ -36,21 +36,25 @@ def _check_device(e_hat: torch.Tensor) -> None:
 def forward_partials(
     e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None
 ) -> Partials:
+    """:mod:`.contract`'s forward: per-(split, row) partials over the classes of ``weight``."""
     _check_device(e_hat)
     if config is None:
-        batch, dim = e_hat.shape
-        config = triton_config.forward_config(batch, weight.shape[0], dim, e_hat.dtype, e_hat.device)
+        config = triton_config.forward_config(
+            e_hat.shape[0], weight.shape[0], e_hat.shape[-1], e_hat.dtype, e_hat.device
+        )
     with _on(e_hat.device):
         return triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
 
 
 def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
              config: BackwardConfig | None = None):
+    """:mod:`.contract`'s backward: ``(dê, dW)``; the split-buffer path when
+    ``torch.are_deterministic_algorithms_enabled()``, fp32 atomics on ``dê`` otherwise."""
     _check_device(e_hat)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if config is None:
         config = triton_config.backward_config(
-            e_hat.shape[0], weight.shape[0], e_hat.shape[1], e_hat.dtype, e_hat.device, deterministic
+            e_hat.shape[0], weight.shape[0], e_hat.shape[-1], e_hat.dtype, e_hat.device, deterministic
         )
     with _on(e_hat.device):
         return triton_bwd.launch_backward(

@@ -9,7 +9,7 @@ many tiles pass small configurations explicitly.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -79,44 +79,26 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be ≥ 1, got {value}")
 
 
-@dataclass(frozen=True)
-class _Blocks:
-    block_b: int
-    block_c: int
-    block_d: int
-    block_dw: int
-    num_warps: int
-    num_stages: int
+# GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) these keep the forward
+# free of register spills; the backward's are the least-spilling tiles found that recompute the
+# cosines at most D/128 times. ``splits`` is filled in per problem.
+FORWARD_BLOCKS = {
+    "interpreter": ForwardConfig(32, 64, 64, splits=1, num_warps=1, num_stages=1),
+    "half": ForwardConfig(64, 128, 64, splits=1, num_warps=8, num_stages=3),
+    "tf32": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=2),
+    "ieee": ForwardConfig(64, 64, 16, splits=1, num_warps=8, num_stages=2),  # fp32 on the FMA units
+    "fp64": ForwardConfig(32, 32, 16, splits=1, num_warps=4, num_stages=2),
+}
+BACKWARD_BLOCKS = {
+    "interpreter": BackwardConfig(32, 64, 64, 128, splits=1, num_warps=1, num_stages=1),
+    "half": BackwardConfig(64, 64, 64, 128, splits=1, num_warps=8, num_stages=1),
+    "tf32": BackwardConfig(64, 64, 32, 128, splits=1, num_warps=8, num_stages=1),
+    "ieee": BackwardConfig(32, 32, 16, 128, splits=1, num_warps=8, num_stages=1),
+    "fp64": BackwardConfig(32, 32, 16, 64, splits=1, num_warps=4, num_stages=1),
+}
 
 
-# GPU defaults: compiled offline for sm_90 (H100), these keep the forward free of register spills;
-# the backward's are the least-spilling tiles found that recompute the cosines at most D/128 times.
-@functools.lru_cache(maxsize=None)
-def _forward_blocks(kind: str) -> _Blocks:
-    return {
-        "interpreter": _Blocks(32, 64, 64, 0, 1, 1),
-        "half": _Blocks(64, 128, 64, 0, 8, 3),
-        "tf32": _Blocks(64, 128, 32, 0, 8, 2),
-        "ieee": _Blocks(64, 64, 16, 0, 8, 2),  # fp32 products on the FMA units
-        "fp64": _Blocks(32, 32, 16, 0, 4, 2),
-    }[kind]
-
-
-@functools.lru_cache(maxsize=None)
-def _backward_blocks(kind: str, dim_bucket: int) -> _Blocks:
-    block_b, block_c, block_d, block_dw, num_warps, num_stages = {
-        "interpreter": (32, 64, 64, 128, 1, 1),
-        "half": (64, 64, 64, 128, 8, 1),
-        "tf32": (64, 64, 32, 128, 8, 1),
-        "ieee": (32, 32, 16, 128, 8, 1),
-        "fp64": (32, 32, 16, 64, 4, 1),
-    }[kind]
-    # A column chunk of dW no wider than D needs (whole sub-blocks of block_d).
-    block_dw = max(block_d, min(block_dw, dim_bucket))
-    return _Blocks(block_b, block_c, block_d, block_dw, num_warps, num_stages)
-
-
-def _product_kind(dtype: torch.dtype, device: torch.device) -> str:
+def product_kind(dtype: torch.dtype, device: torch.device) -> str:
     """Which tile products the kernels will run: the key of the block tables."""
     if interpreting() or device.type != "cuda":
         return "interpreter"
@@ -140,13 +122,11 @@ def _bucket(n: int) -> int:
 def forward_config(batch: int, classes: int, dim: int, dtype: torch.dtype, device: torch.device) -> ForwardConfig:
     """Blocks for the forward partials and enough class splits to fill the device: with B = 512
     rows in tiles of 64 (8 batch tiles) an H100's 132 SMs get 2 × 132 programs when C allows it."""
-    blocks = _forward_blocks(_product_kind(dtype, device))
-    batch_tiles = math.ceil(batch / blocks.block_b)
-    class_tiles = math.ceil(classes / blocks.block_c)
+    template = FORWARD_BLOCKS[product_kind(dtype, device)]
+    batch_tiles = math.ceil(batch / template.block_b)
+    class_tiles = math.ceil(classes / template.block_c)
     splits = min(class_tiles, math.ceil(_target_programs(device) / batch_tiles))
-    # Every split gets at least one tile: splits = ⌈class_tiles / ⌈class_tiles / splits⌉⌉.
-    splits = math.ceil(class_tiles / math.ceil(class_tiles / splits))
-    return ForwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, splits, blocks.num_warps, blocks.num_stages)
+    return dataclasses.replace(template, splits=_without_empty_splits(class_tiles, splits))
 
 
 def backward_config(
@@ -155,14 +135,19 @@ def backward_config(
     """Blocks for the backward. Atomic path: one class tile per program. Deterministic path: as many
     splits as fill the device, but no more than ``C / B`` so the (S, B, D) buffers of partial ``dê``
     never outgrow ``dW`` itself."""
-    blocks = _backward_blocks(_product_kind(dtype, device), _bucket(dim))
-    class_tiles = math.ceil(classes / blocks.block_c)
+    template = BACKWARD_BLOCKS[product_kind(dtype, device)]
+    # A column chunk of dW no wider than D needs (in whole sub-blocks of block_d).
+    block_dw = max(template.block_d, min(template.block_dw, _bucket(dim)))
+    class_tiles = math.ceil(classes / template.block_c)
     if deterministic:
-        dim_chunks = math.ceil(dim / blocks.block_dw)
+        dim_chunks = math.ceil(dim / block_dw)
         splits = min(class_tiles, math.ceil(_target_programs(device) / dim_chunks), max(1, classes // batch))
-        splits = math.ceil(class_tiles / math.ceil(class_tiles / splits))
+        splits = _without_empty_splits(class_tiles, splits)
     else:
         splits = class_tiles
-    return BackwardConfig(
-        blocks.block_b, blocks.block_c, blocks.block_d, blocks.block_dw, splits, blocks.num_warps, blocks.num_stages
-    )
+    return dataclasses.replace(template, block_dw=block_dw, splits=splits)
+
+
+def _without_empty_splits(class_tiles: int, splits: int) -> int:
+    """Every split gets at least one tile: ⌈class_tiles / ⌈class_tiles / splits⌉⌉."""
+    return math.ceil(class_tiles / math.ceil(class_tiles / splits))

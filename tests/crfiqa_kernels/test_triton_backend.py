@@ -469,26 +469,22 @@ class Capture:
 
 forward, backward = Capture(triton_fwd._forward_partials_kernel), Capture(triton_bwd._backward_kernel)
 triton_fwd._forward_partials_kernel, triton_bwd._backward_kernel = forward, backward
+triton_config._target_programs = lambda device: 2 * 132  # an H100's SMs, without asking a GPU
 gpu = torch.device("cuda")
 batch, classes, dim = 512, 10_572, 512
 for dtype_name, tf32, margin_name, margin_grad in json.loads(sys.argv[1]):
     dtype = getattr(torch, dtype_name)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     margin = {"arcface": Margin.arcface(), "combined": Margin(32.0, 1.1, 0.3, 0.1)}[margin_name]
-    kind = triton_config._product_kind(dtype, gpu)
     e_hat, weight = torch.empty(batch, dim, dtype=dtype), torch.empty(classes, dim)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     w_inv_norm, rows = torch.empty(classes, dtype=acc), torch.empty(batch, dtype=acc)
     labels = torch.zeros(batch, dtype=torch.int64)
-    blocks = triton_config._forward_blocks(kind)
-    config = triton_config.ForwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, 4, blocks.num_warps,
-                                         blocks.num_stages)
+    config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
     triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, margin, config)
     kernels = {"forward": forward.compile()}
-    blocks = triton_config._backward_blocks(kind, dim)
     for deterministic in (False, True):
-        config = triton_config.BackwardConfig(blocks.block_b, blocks.block_c, blocks.block_d, blocks.block_dw, 4,
-                                              blocks.num_warps, blocks.num_stages)
+        config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
         triton_bwd.launch_backward(e_hat, weight, w_inv_norm, labels, margin, rows, rows, margin_grad, config,
                                    deterministic)
         kernels[f"backward deterministic={deterministic}"] = backward.compile()
