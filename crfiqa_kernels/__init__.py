@@ -4,6 +4,7 @@
     out = ck.margin_ccs_loss(emb, weight, labels, ck.Margin.arcface(64.0, 0.5))
     out.loss.backward()       # out.ccs, out.nnccs, out.nn_index are detached statistics
 """
+from .distributed import ShardedMarginCCSHead
 from .heads import CRFIQALoss, CRFIQALossParts, MarginCCSHead, cr_target
 from .margin import Margin
 from .ops import class_stats, margin_ccs_loss
@@ -16,6 +17,7 @@ __all__ = [
     "Margin",
     "MarginCCSHead",
     "MarginCCSOutput",
+    "ShardedMarginCCSHead",
     "class_stats",
     "cr_target",
     "margin_ccs_loss",

@@ -1,0 +1,458 @@
+"""``ShardedMarginCCSHead``: the class-center head, model-parallel over ``torch.distributed``.
+
+Rank ``r`` of a group of ``W`` ranks owns the contiguous block of classes ``[class_start,
+class_start + num_local)`` (:func:`~crfiqa_kernels.sharding.class_block`). One step, for a global
+batch of ``B = Σ_r B_r`` rows:
+
+1. all-gather of a descriptor per rank (batch size, dtype, label range, local input errors): every
+   rank validates the *global* batch from the same numbers and raises the same error, so no rank is
+   left waiting in a collective;
+2. all-gather of the embeddings (padded to the largest local batch) and of the labels: O(B·D);
+3. the backend's forward partials over the local shard (DESIGN §3), combined by
+   :func:`~crfiqa_kernels.combine.combine_partials` with a reducer that reduces the split dimension
+   and then all-reduces MAX / SUM / MIN over the group: O(B);
+4. backward: the backend's backward with the *global* log-sum-exp gives the exact local ``dW`` and
+   this shard's share of ``dê`` for every row of the global batch; one reduce-scatter sums the
+   shares and hands each rank its own rows: O(B·D).
+
+Nothing of size ``B × C`` is ever built or sent.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import backends
+from .backends.contract import accumulate_dtype
+from .combine import RowStats, SplitReducer, combine_partials
+from .margin import Margin
+from .negative_sampling import labels_in_sample, sample_classes
+from .ops import _compute_dtype, _normalize, _resolve_backend
+from .results import MarginCCSOutput
+from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows, save_atomically
+from .validation import check_options
+
+BACKENDS = tuple(name for name in backends.NAMES if name != "reference")
+# Position of the embeddings' dtype in the per-rank descriptor.
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _collective_device(group) -> torch.device:
+    """Where small tensors for the group's collectives live: NCCL needs CUDA tensors."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _shared_seed(group) -> int:
+    """A seed drawn from group rank 0's default generator, the same on every rank (every rank
+    draws one, so the ranks' generators stay in step)."""
+    seed = torch.randint(2**SEED_BITS, (1,)).to(_collective_device(group))
+    dist.broadcast(seed, group=group, group_src=0)
+    return int(seed)
+
+
+class _GroupReducer(SplitReducer):
+    """Reduces the split dimension, then all-reduces over the process group (O(B) per call)."""
+
+    def __init__(self, group) -> None:
+        self.group = group
+
+    def _all_reduce(self, tensor: torch.Tensor, op) -> torch.Tensor:
+        dist.all_reduce(tensor, op=op, group=self.group)
+        return tensor
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        return self._all_reduce(super().max(t), dist.ReduceOp.MAX)
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        return self._all_reduce(super().sum(t), dist.ReduceOp.SUM)
+
+    def min(self, t: torch.Tensor) -> torch.Tensor:
+        return self._all_reduce(super().min(t), dist.ReduceOp.MIN)
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How the global batch is laid out over the ranks: ``sizes[r]`` rows from rank ``r``, in rank
+    order; ``rank`` is this process's group rank."""
+
+    sizes: tuple[int, ...]
+    rank: int
+
+    @property
+    def start(self) -> int:
+        return sum(self.sizes[: self.rank])
+
+    @property
+    def padded(self) -> int:
+        return max(self.sizes)
+
+    @property
+    def uniform(self) -> bool:
+        return len(set(self.sizes)) == 1
+
+    def real_rows(self, device) -> torch.Tensor:
+        """Mask of the real (not padding) rows of the (W·padded) gathered rows."""
+        sizes = torch.tensor(self.sizes, device=device).unsqueeze(1)
+        return (torch.arange(self.padded, device=device) < sizes).flatten()
+
+
+def _check_local_inputs(embeddings, labels, embedding_size: int, device: torch.device) -> None:
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"local_embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
+    if embeddings.dtype not in _DTYPES:
+        raise TypeError(f"local_embeddings must be float16, bfloat16, float32 or float64, got {embeddings.dtype}")
+    if embeddings.dim() != 2 or embeddings.shape[1] != embedding_size:
+        raise ValueError(f"local_embeddings must have shape (B, {embedding_size}), got {tuple(embeddings.shape)}")
+    if embeddings.device != device:
+        raise ValueError(f"local_embeddings is on {embeddings.device} but the head's shard is on {device}")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"local_labels must be an integer torch.Tensor, got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"local_labels must be an integer tensor (class indices), got {labels.dtype}")
+    if tuple(labels.shape) != (embeddings.shape[0],):
+        raise ValueError(f"local_labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+    if labels.device != device:
+        raise ValueError(f"local_labels is on {labels.device} but the head's shard is on {device}")
+
+
+def exchange_layout(embeddings, labels, num_classes: int, embedding_size: int, device, group) -> BatchLayout:
+    """Collective: gathers every rank's ``[B_r, dtype, min label, max label, input error]`` and
+    validates the global batch. Every rank sees the same numbers and raises the same exception (the
+    rank whose own inputs are malformed raises its detailed error), so no rank hangs.
+
+    This is the step's one host synchronization (the batch sizes are needed on the host).
+    """
+    try:
+        _check_local_inputs(embeddings, labels, embedding_size, device)
+        error = None
+    except (TypeError, ValueError) as caught:
+        error = caught
+    descriptor = torch.tensor([0, 0, 0, -1, int(error is not None)], device=device)
+    if error is None:
+        descriptor[0], descriptor[1] = embeddings.shape[0], _DTYPES.index(embeddings.dtype)
+        if labels.numel():
+            descriptor[2:4] = torch.stack([labels.min(), labels.max()])
+    gathered = descriptor.new_empty(dist.get_world_size(group) * descriptor.numel())
+    dist.all_gather_single(gathered, descriptor, group=group)
+    rows = gathered.view(-1, descriptor.numel()).tolist()
+
+    failed = [rank for rank, row in enumerate(rows) if row[4]]
+    if error is not None:
+        raise error
+    if failed:
+        raise ValueError(f"local_embeddings or local_labels of rank(s) {failed} are invalid (see the error there)")
+    if len({row[1] for row in rows}) > 1:
+        names = [str(_DTYPES[row[1]]) for row in rows]
+        raise TypeError(f"local_embeddings must have the same dtype on every rank, got {names}")
+    sizes = tuple(row[0] for row in rows)
+    if sum(sizes) == 0:
+        raise ValueError("the global batch is empty: every rank passed 0 rows")
+    for rank, (_, _, low, high, _) in enumerate(rows):
+        if low < -1:
+            raise ValueError(f"local_labels must be ≥ -1 (-1 marks an ignored row), got {low} on rank {rank}")
+        if high >= num_classes:
+            raise ValueError(f"local_labels must be < num_classes = {num_classes}, got {high} on rank {rank}")
+    return BatchLayout(sizes, dist.get_rank(group))
+
+
+def gather_rows(local: torch.Tensor, layout: BatchLayout, group) -> torch.Tensor:
+    """Collective: every rank's rows in rank order, (Σ B_r, ...). Local batches are padded to the
+    largest one for the all-gather and the padding is dropped afterwards."""
+    world_size = len(layout.sizes)
+    if layout.uniform:
+        padded = local.contiguous()
+    else:
+        padded = local.new_zeros((layout.padded, *local.shape[1:]))
+        padded[: local.shape[0]] = local
+    gathered = local.new_empty((world_size * layout.padded, *local.shape[1:]))
+    dist.all_gather_single(gathered, padded, group=group)
+    return gathered if layout.uniform else gathered[layout.real_rows(local.device)]
+
+
+def scatter_sum(rows: torch.Tensor, layout: BatchLayout, group) -> torch.Tensor:
+    """Collective, the adjoint of :func:`gather_rows`: the sum over ranks of ``rows`` (Σ B_r, ...),
+    restricted to this rank's own rows, by one reduce-scatter."""
+    world_size = len(layout.sizes)
+    if layout.uniform:
+        full = rows.contiguous()
+    else:
+        full = rows.new_zeros((world_size * layout.padded, *rows.shape[1:]))
+        full[layout.real_rows(rows.device)] = rows
+    own = rows.new_empty((layout.padded, *rows.shape[1:]))
+    dist.reduce_scatter_single(own, full, group=group)
+    return own[: layout.sizes[layout.rank]]
+
+
+class _GatherEmbeddings(torch.autograd.Function):
+    """All-gather of the local embeddings into the global batch, upcast to the accumulate dtype
+    (the gather moves the embeddings' own dtype; the gradient is summed in the accumulate dtype).
+
+    Backward: rank ``k`` holds its shard's share ``G_k`` of ``∂L/∂E`` for all rows of the global
+    batch, and ``∂L/∂E = Σ_k G_k`` (L is a sum over classes, split over the shards). The
+    reduce-scatter gives rank ``r`` its rows of that sum, which are multiplied by the world size
+    ``W``: DDP averages the backbone gradients over the ranks, and
+    ``(1/W) Σ_r W·(∂L/∂E_r)(∂E_r/∂θ) = ∂L/∂θ``, the exact gradient of the global loss.
+    """
+
+    @staticmethod
+    def forward(ctx, local, layout, group):
+        ctx.layout, ctx.group, ctx.local_dtype = layout, group, local.dtype
+        return gather_rows(local.detach(), layout, group).to(accumulate_dtype(local))
+
+    @staticmethod
+    def backward(ctx, grad):
+        world_size = len(ctx.layout.sizes)
+        own = scatter_sum(grad, ctx.layout, ctx.group)
+        return (own * world_size).to(ctx.local_dtype), None, None
+
+
+@dataclass(frozen=True)
+class _ShardConfig:
+    backend: str
+    margin: Margin
+    margin_grad: str
+    compute_dtype: torch.dtype
+    class_offset: int
+    group: object
+
+
+def _combined_rows(e_hat, weight, w_inv_norm, labels_local, config: _ShardConfig) -> RowStats:
+    """Collective: the backend's forward partials over this shard, combined over the group."""
+    with torch.autocast(e_hat.device.type, enabled=False):
+        partials = backends.get(config.backend).forward_partials(
+            e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.margin
+        )
+    return combine_partials(partials, config.class_offset, _GroupReducer(config.group))
+
+
+class _ShardedRows(torch.autograd.Function):
+    """Per-row loss and statistics of the global batch over the classes of all shards."""
+
+    @staticmethod
+    def forward(ctx, e_hat, weight, w_inv_norm, labels_local, valid, config):
+        stats = _combined_rows(e_hat, weight, w_inv_norm, labels_local, config)
+        # ℓ_i = lse_i − s·φ(CCS_i) for labelled rows (the target cosine reached every rank through
+        # the MAX all-reduce of the combine step), 0 for ignored ones: the same on every rank.
+        margin = config.margin
+        row_loss = torch.where(valid, stats.lse - margin.s * margin.phi(stats.target_cos), 0.0)
+        ctx.save_for_backward(e_hat, weight, w_inv_norm, labels_local, valid, stats.lse)
+        ctx.config = config
+        ctx.mark_non_differentiable(stats.target_cos, stats.nn_cos, stats.nn_index)
+        return row_loss, stats.target_cos, stats.nn_cos, stats.nn_index
+
+    @staticmethod
+    def backward(ctx, grad_row_loss, grad_ccs, grad_nnccs, grad_nn_index):
+        e_hat, weight, w_inv_norm, labels_local, valid, lse = ctx.saved_tensors
+        config = ctx.config
+        # ∂L/∂z_ij = g_i (p_ij − [j = y_i]) with p_ij = exp(z_ij − lse_i) and the *global* lse.
+        # Restricted to this shard's classes j, the backend's backward gives the shard's exact dW
+        # and its share of dê = Σ_j ∂L/∂c_ij ŵ_j; the −[j = y_i] term belongs to the one shard whose
+        # labels_local holds y_i. Ignored rows have no gradient, whatever flows in.
+        row_grad = torch.where(valid, grad_row_loss, 0.0)
+        with torch.autocast(e_hat.device.type, enabled=False):
+            d_e_hat, d_weight = backends.get(config.backend).backward(
+                e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.margin,
+                lse, row_grad, config.margin_grad,
+            )
+        return d_e_hat.to(e_hat.dtype), d_weight, None, None, None, None
+
+
+class ShardedMarginCCSHead(nn.Module):
+    """The class-center head with the classes split over the ranks of ``process_group``.
+
+    Rank ``r`` owns the contiguous classes ``[class_start, class_start + num_local)``; the block
+    sizes differ by at most one and the lower ranks take the extra classes (``num_classes`` must be
+    at least the world size). ``weight`` is the local shard (num_local, D), initialized N(0, 0.01)
+    block by block from a seed drawn on group rank 0 (:func:`~crfiqa_kernels.sharding.normal_rows`),
+    so after the same ``torch.manual_seed`` the full matrix is the same for every world size.
+
+    ``forward(local_embeddings, local_labels)`` is a collective: every rank of the group calls it,
+    with its own batch (sizes may differ, even 0 rows). It returns :class:`MarginCCSOutput`:
+
+    - ``loss``: the mean of ℓ_i over the labelled rows of the *global* batch (the concatenation of
+      the ranks' batches in rank order), the same value on every rank;
+    - ``ccs``, ``nnccs``, ``nn_index`` of the local rows, ``nn_index`` a global class id.
+
+    Gradients (every rank backpropagates the returned loss): ``weight.grad`` is the exact gradient
+    of the global loss for the local shard; ``local_embeddings`` receives **world size ×** its rows
+    of the gradient of the global loss, so that DDP's averaging of a DDP-wrapped backbone's
+    gradients over the ranks yields exactly the gradient of the global loss. Do not wrap the head
+    itself in DDP: its shards are not replicas.
+
+    Traffic per step (``B`` global rows): the embeddings are all-gathered in their own dtype and
+    their gradients reduce-scattered in float32 (O(B·D)); labels, a descriptor per rank and five
+    all-reduces of B values for the combine step are O(B); never O(B·C). Tensors must live where the
+    group's backend communicates: CUDA tensors with NCCL, CPU tensors with gloo.
+
+    Negative sampling (``sample_rate < 1``, while training): the cross-entropy runs over the
+    positives of the global batch in this shard plus uniformly random other classes,
+    ``num_sample = ceil(sample_rate · num_local)`` classes at least (the positives are always
+    kept); the softmax denominator sums over the sample only. CCS, NNCCS and ``nn_index`` stay
+    exact: a second, forward-only pass over the whole shard computes them. Saves: the backward's
+    two GEMMs (``G·W`` and ``Gᵀ·E``) and the cross-entropy's forward run on ``num_sample`` classes
+    instead of ``num_local``, so the head costs about ``1 + 2·sample_rate`` instead of 3 GEMMs of the
+    full shard; ``weight.grad`` is zero outside the sample (``sampled_classes`` holds the sample's
+    global ids). Costs: the statistics pass still reads the whole shard once per step (a forward
+    GEMM without its backward), the sampled rows of ``weight`` are copied (num_sample × D), five
+    more O(B) all-reduces, and one host synchronization to count the positives; ``weight.grad``
+    remains a dense tensor, so an optimizer with momentum or weight decay still moves the rows
+    outside the sample. In eval mode the cross-entropy is over every class.
+
+    Checkpoints: ``state_dict()`` is this rank's shard with its metadata (num_classes, class_start,
+    num_local) and loads only into the same layout. :meth:`gather_full_state_dict` /
+    :meth:`save_checkpoint` produce the full ``{"weight": (num_classes, D)}`` (the state dict of the
+    single-device :class:`~crfiqa_kernels.MarginCCSHead`), which :meth:`load_full_state_dict` /
+    :meth:`load_checkpoint` slice for any world size.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int,
+        margin: Margin | None = None,
+        process_group=None,
+        sample_rate: float = 1.0,
+        *,
+        margin_grad: str = "exact",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if embedding_size < 1:
+            raise ValueError(f"embedding_size must be positive, got {embedding_size}")
+        self.margin = Margin() if margin is None else margin
+        check_options(self.margin, "mean", margin_grad)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
+            raise TypeError(f"sample_rate must be a real number, got {type(sample_rate).__name__}")
+        if not 0.0 < sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must lie in (0, 1], got {sample_rate}")
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("ShardedMarginCCSHead needs an initialized torch.distributed process group")
+        world_size, rank = dist.get_world_size(process_group), dist.get_rank(process_group)
+        if rank < 0:
+            raise ValueError("this process is not a member of process_group")
+        if num_classes < world_size:
+            raise ValueError(f"num_classes ({num_classes}) must be at least the world size ({world_size})")
+
+        self.num_classes, self.embedding_size = num_classes, embedding_size
+        self.process_group = process_group
+        self.margin_grad, self.backend = margin_grad, backend
+        self.sample_rate = float(sample_rate)
+        self.class_start, self.num_local = class_block(num_classes, world_size, rank)
+        self.num_sample = min(self.num_local, math.ceil(self.sample_rate * self.num_local))
+        self.sampled_classes: torch.Tensor | None = None
+        seed = _shared_seed(process_group)
+        self.weight = nn.Parameter(normal_rows(self.class_start, self.num_local, embedding_size, seed))
+        self.register_load_state_dict_pre_hook(self._check_shard_state)
+
+    def forward(self, local_embeddings: torch.Tensor, local_labels: torch.Tensor) -> MarginCCSOutput:
+        group = self.process_group
+        layout = exchange_layout(
+            local_embeddings, local_labels, self.num_classes, self.embedding_size, self.weight.device, group
+        )
+        embeddings = _GatherEmbeddings.apply(local_embeddings, layout, group)
+        labels = gather_rows(local_labels.long(), layout, group)
+        valid = labels >= 0
+        mine = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
+        labels_local = torch.where(mine, labels - self.class_start, -1)
+
+        config = _ShardConfig(
+            _resolve_backend(self.backend, local_embeddings.device), self.margin, self.margin_grad,
+            _compute_dtype(local_embeddings), self.class_start, group,
+        )
+        e_hat, w_inv_norm = _normalize(embeddings, self.weight)
+        if self.training and self.num_sample < self.num_local:
+            sampled = sample_classes(labels_local, self.num_local, self.num_sample)
+            self.sampled_classes = sampled + self.class_start
+            row_loss, _, _, _ = _ShardedRows.apply(
+                e_hat, self.weight.index_select(0, sampled), w_inv_norm[sampled],
+                labels_in_sample(labels_local, sampled, self.num_local), valid, config,
+            )
+            with torch.no_grad():
+                stats = _combined_rows(e_hat, self.weight, w_inv_norm, labels_local, config)
+            ccs, nnccs, nn_index = stats.target_cos, stats.nn_cos, stats.nn_index
+        else:
+            self.sampled_classes = None
+            row_loss, ccs, nnccs, nn_index = _ShardedRows.apply(
+                e_hat, self.weight, w_inv_norm, labels_local, valid, config
+            )
+        loss = row_loss.sum() / valid.sum().clamp(min=1)
+        rows = slice(layout.start, layout.start + layout.sizes[layout.rank])
+        return MarginCCSOutput(loss, ccs[rows], nnccs[rows], nn_index[rows])
+
+    # Checkpoints ------------------------------------------------------------------------------
+
+    def get_extra_state(self) -> dict:
+        return {"num_classes": self.num_classes, "class_start": self.class_start, "num_local": self.num_local}
+
+    def set_extra_state(self, state) -> None:
+        self._check_block(state)
+
+    def _check_shard_state(self, module, state_dict, prefix, *args) -> None:
+        # Runs before load_state_dict copies anything, so a mismatched shard changes nothing.
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            self._check_block(state_dict[key])
+
+    def _check_block(self, state) -> None:
+        if state != self.get_extra_state():
+            raise ValueError(
+                f"this state dict is the shard {state} but this rank holds {self.get_extra_state()}; "
+                "load a full state dict (gather_full_state_dict / save_checkpoint) with "
+                "load_full_state_dict / load_checkpoint to change the number of ranks"
+            )
+
+    def gather_full_state_dict(self) -> dict | None:
+        """Collective: ``{"weight": (num_classes, D)}`` on the CPU of group rank 0, ``None`` on the
+        other ranks. It is also the state dict of a single-device ``MarginCCSHead``."""
+        full = gather_blocks(self.weight, self.num_classes, self.process_group)
+        return None if full is None else {"weight": full}
+
+    def save_checkpoint(self, path) -> None:
+        """Collective: group rank 0 writes the full state dict to ``path`` atomically (temporary
+        file + ``os.replace``). Returns on every rank once the file is complete; if the write fails,
+        every rank raises."""
+        state = self.gather_full_state_dict()
+        error = None
+        if state is not None:
+            try:
+                save_atomically(state, path)
+            except OSError as caught:
+                error = caught
+        failed = torch.tensor([int(error is not None)], device=_collective_device(self.process_group))
+        dist.broadcast(failed, group=self.process_group, group_src=0)
+        if error is not None:
+            raise error
+        if failed.item():
+            raise OSError(f"group rank 0 could not write the checkpoint {path}")
+
+    def load_full_state_dict(self, state_dict) -> None:
+        """Copy this rank's block of a full ``{"weight": (num_classes, D)}`` state dict (saved with
+        any number of ranks, or by a single-device ``MarginCCSHead``). Not a collective."""
+        weight = full_weight(state_dict, self.num_classes, self.embedding_size)
+        with torch.no_grad():
+            self.weight.copy_(weight[self.class_start : self.class_start + self.num_local])
+
+    def load_checkpoint(self, path) -> None:
+        """Load a file written by :meth:`save_checkpoint` (``weights_only=True``, memory-mapped, so
+        each rank reads only its block). Not a collective."""
+        self.load_full_state_dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, "
+            f"class_start={self.class_start}, num_local={self.num_local}, "
+            f"sample_rate={self.sample_rate}, margin={self.margin}"
+        )

@@ -1,0 +1,222 @@
+"""The processes spawned by test_distributed.py: each joins a gloo group on the CPU, runs the named
+scenarios with ShardedMarginCCSHead and saves what it saw to ``world{W}-rank{r}.pt`` for the parent
+process, which compares it with the single-device op on the concatenated problem."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from crfiqa_kernels import Margin, MarginCCSHead, ShardedMarginCCSHead
+
+DIM = 24
+CLASSES = 130
+MARGIN = Margin.arcface(64.0, 0.5)
+# Forward/backward problems per world size: (name, classes, rows per rank).
+EXACT_PROBLEMS = {
+    1: (("c11", 11, (9,)),),
+    2: (("c130", 130, (7, 1)),),
+    3: (("c11", 11, (1, 6, 4)), ("c130-empty-rank", 130, (3, 0, 2))),
+}
+SAMPLE_RATES = (0.25, 0.02)  # 0.02: fewer samples than positives, the sample is the positives
+CHECKPOINT_SIZES = {1: (8,), 2: (5, 3), 3: (2, 3, 3)}
+INIT_CLASSES, INIT_DIM = 9000, 8  # three initialization blocks of 4096 rows
+
+
+def make_problem(classes: int, sizes, seed: int = 0) -> dict:
+    """A global batch (rows of rank r at rank_rows(sizes, r)), class centers and labels with every
+    fourth row ignored, the first and the last class used."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = sum(sizes)
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    labels[0], labels[-1] = classes - 1, 0
+    labels[2::4] = -1
+    return {
+        "sizes": tuple(sizes),
+        "embeddings": torch.randn(batch, DIM, generator=gen),
+        "weight": 0.01 * torch.randn(classes, DIM, generator=gen),
+        "labels": labels,
+    }
+
+
+def rank_rows(sizes, rank: int) -> slice:
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def make_backbone() -> nn.Module:
+    torch.manual_seed(11)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, DIM))
+
+
+def backbone_inputs(batch: int) -> torch.Tensor:
+    return torch.randn(batch, 6, generator=torch.Generator().manual_seed(5))
+
+
+def _head(classes: int, weight=None, **options) -> ShardedMarginCCSHead:
+    head = ShardedMarginCCSHead(classes, DIM, MARGIN, backend="chunked", **options)
+    if weight is not None:
+        head.load_full_state_dict({"weight": weight})
+    return head
+
+
+def _step(head: ShardedMarginCCSHead, problem: dict, rank: int) -> dict:
+    """Forward and backward of this rank's rows; everything the parent compares."""
+    rows = rank_rows(problem["sizes"], rank)
+    embeddings = problem["embeddings"][rows].clone().requires_grad_()
+    head.zero_grad()
+    out = head(embeddings, problem["labels"][rows])
+    out.loss.backward()
+    return {
+        "loss": out.loss.detach(),
+        "ccs": out.ccs,
+        "nnccs": out.nnccs,
+        "nn_index": out.nn_index,
+        "grad_embeddings": embeddings.grad,
+        "grad_weight": head.weight.grad.clone(),
+        "class_start": head.class_start,
+        "num_local": head.num_local,
+        "num_sample": head.num_sample,
+        "sampled": head.sampled_classes,
+    }
+
+
+def exact(rank: int, world: int, workdir: Path) -> dict:
+    results = {}
+    for name, classes, sizes in EXACT_PROBLEMS[world]:
+        problem = make_problem(classes, sizes)
+        results[name] = _step(_head(classes, problem["weight"]), problem, rank)
+    return results
+
+
+def _error_of(call) -> str:
+    try:
+        call()
+    except (TypeError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return "no error"
+
+
+def validation(rank: int, world: int, workdir: Path) -> dict:
+    problem = make_problem(CLASSES, (3,) * world)
+    head = _head(CLASSES, problem["weight"])
+    rows = rank_rows(problem["sizes"], rank)
+    embeddings, labels = problem["embeddings"][rows], problem["labels"][rows]
+    too_large = labels.clone()
+    too_large[0] = CLASSES if rank == world - 1 else too_large[0]
+    below = labels.clone()
+    below[1] = -2 if rank == 0 else below[1]
+    wide = torch.randn(3, DIM + 1) if rank == 0 else embeddings
+    mixed = embeddings.double() if rank == 0 else embeddings
+    results = {
+        "label_too_large": _error_of(lambda: head(embeddings, too_large)),
+        "label_below_minus_one": _error_of(lambda: head(embeddings, below)),
+        "wrong_width": _error_of(lambda: head(wide, labels)),
+        "mixed_dtypes": _error_of(lambda: head(mixed, labels)),
+    }
+    # The group is still usable afterwards: a valid step runs on every rank.
+    results["after"] = _step(head, problem, rank)
+    return results
+
+
+def sampling(rank: int, world: int, workdir: Path) -> dict:
+    problem = make_problem(CLASSES, (6,) * world, seed=1)
+    results = {}
+    for rate in SAMPLE_RATES:
+        torch.manual_seed(100 + rank)
+        head = _head(CLASSES, problem["weight"], sample_rate=rate)
+        results[rate] = _step(head, problem, rank)
+    head.eval()
+    results["eval"] = _step(head, problem, rank)
+    return results
+
+
+def init(rank: int, world: int, workdir: Path) -> dict:
+    torch.manual_seed(0)
+    head = ShardedMarginCCSHead(INIT_CLASSES, INIT_DIM)
+    return {
+        "full": head.gather_full_state_dict(),
+        "shard": head.weight.detach().clone(),
+        "class_start": head.class_start,
+        "num_local": head.num_local,
+    }
+
+
+def checkpoint_save(rank: int, world: int, workdir: Path) -> dict:
+    torch.manual_seed(21)
+    head = _head(CLASSES)
+    head.save_checkpoint(workdir / "head.pt")
+    torch.save(head.state_dict(), workdir / f"shard-{rank}.pt")
+    return {
+        "state_dict": head.state_dict(),
+        "unwritable": _error_of_os(lambda: head.save_checkpoint(workdir / "missing-dir" / "head.pt")),
+        "step": _step(head, make_problem(CLASSES, CHECKPOINT_SIZES[world], seed=2), rank),
+    }
+
+
+def _error_of_os(call) -> str:
+    try:
+        call()
+    except OSError as error:
+        return type(error).__name__
+    return "no error"
+
+
+def checkpoint_load(rank: int, world: int, workdir: Path) -> dict:
+    torch.manual_seed(22)
+    head = _head(CLASSES)
+    head.load_checkpoint(workdir / "head.pt")
+    loaded = head.weight.detach().clone()
+    results = {"step": _step(head, make_problem(CLASSES, CHECKPOINT_SIZES[world], seed=2), rank)}
+    if rank < 2:  # the 2-rank run saved shards 0 and 1: their layout differs from this one
+        shard = torch.load(workdir / f"shard-{rank}.pt", weights_only=True)
+        results["mismatched_shard"] = _error_of(lambda: head.load_state_dict(shard))
+        results["unchanged"] = torch.equal(head.weight.detach(), loaded)
+    single = MarginCCSHead(CLASSES, DIM)
+    head.load_full_state_dict(single.state_dict())
+    results["single_device_block"] = torch.equal(
+        head.weight.detach(), single.weight.detach()[head.class_start : head.class_start + head.num_local]
+    )
+    return results
+
+
+def ddp(rank: int, world: int, workdir: Path) -> dict:
+    problem = make_problem(CLASSES, (5, 2))
+    rows = rank_rows(problem["sizes"], rank)
+    backbone = nn.parallel.DistributedDataParallel(make_backbone())
+    head = _head(CLASSES, problem["weight"])
+    out = head(backbone(backbone_inputs(sum(problem["sizes"]))[rows]), problem["labels"][rows])
+    out.loss.backward()
+    return {
+        "backbone_grads": {name: param.grad.clone() for name, param in backbone.module.named_parameters()},
+        "grad_weight": head.weight.grad.clone(),
+    }
+
+
+SCENARIOS = {
+    "exact": exact,
+    "validation": validation,
+    "sampling": sampling,
+    "init": init,
+    "checkpoint_save": checkpoint_save,
+    "checkpoint_load": checkpoint_load,
+    "ddp": ddp,
+}
+
+
+def run(rank: int, world: int, workdir: str, scenarios: tuple[str, ...]) -> None:
+    """``torch.multiprocessing.spawn`` entry point."""
+    torch.set_num_threads(1)
+    workdir = Path(workdir)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{workdir / f'init-{world}'}", rank=rank, world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        results = {name: SCENARIOS[name](rank, world, workdir) for name in scenarios}
+    finally:
+        dist.destroy_process_group()
+    torch.save(results, workdir / f"world{world}-rank{rank}.pt")
