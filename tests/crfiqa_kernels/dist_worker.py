@@ -15,11 +15,12 @@ from crfiqa_kernels import Margin, MarginCCSHead, ShardedMarginCCSHead
 DIM = 24
 CLASSES = 130
 MARGIN = Margin.arcface(64.0, 0.5)
-# Forward/backward problems per world size: (name, classes, rows per rank).
+# Forward/backward problems per world size: (name, classes, rows per rank, precision), precision
+# "fp32", "bf16" (bfloat16 embeddings) or "autocast" (float32 embeddings under CPU bf16 autocast).
 EXACT_PROBLEMS = {
-    1: (("c11", 11, (9,)),),
-    2: (("c130", 130, (7, 1)),),
-    3: (("c11", 11, (1, 6, 4)), ("c130-empty-rank", 130, (3, 0, 2))),
+    1: (("c11", 11, (9,), "fp32"),),
+    2: (("c130", 130, (7, 1), "fp32"), ("c130-bf16", 130, (4, 3), "bf16"), ("c130-autocast", 130, (4, 3), "autocast")),
+    3: (("c11", 11, (1, 6, 4), "fp32"), ("c130-empty-rank", 130, (3, 0, 2), "fp32")),
 }
 SAMPLE_RATES = (0.25, 0.02)  # 0.02: fewer samples than positives, the sample is the positives
 CHECKPOINT_SIZES = {1: (8,), 2: (5, 3), 3: (2, 3, 3)}
@@ -63,12 +64,14 @@ def _head(classes: int, weight=None, **options) -> ShardedMarginCCSHead:
     return head
 
 
-def _step(head: ShardedMarginCCSHead, problem: dict, rank: int) -> dict:
+def _step(head: ShardedMarginCCSHead, problem: dict, rank: int, precision: str = "fp32") -> dict:
     """Forward and backward of this rank's rows; everything the parent compares."""
     rows = rank_rows(problem["sizes"], rank)
-    embeddings = problem["embeddings"][rows].clone().requires_grad_()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    embeddings = problem["embeddings"][rows].to(dtype, copy=True).requires_grad_()
     head.zero_grad()
-    out = head(embeddings, problem["labels"][rows])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast"):
+        out = head(embeddings, problem["labels"][rows])
     out.loss.backward()
     return {
         "loss": out.loss.detach(),
@@ -86,9 +89,9 @@ def _step(head: ShardedMarginCCSHead, problem: dict, rank: int) -> dict:
 
 def exact(rank: int, world: int, workdir: Path) -> dict:
     results = {}
-    for name, classes, sizes in EXACT_PROBLEMS[world]:
+    for name, classes, sizes, precision in EXACT_PROBLEMS[world]:
         problem = make_problem(classes, sizes)
-        results[name] = _step(_head(classes, problem["weight"]), problem, rank)
+        results[name] = _step(_head(classes, problem["weight"]), problem, rank, precision)
     return results
 
 
@@ -174,7 +177,11 @@ def checkpoint_load(rank: int, world: int, workdir: Path) -> dict:
     if rank < 2:  # the 2-rank run saved shards 0 and 1: their layout differs from this one
         shard = torch.load(workdir / f"shard-{rank}.pt", weights_only=True)
         results["mismatched_shard"] = _error_of(lambda: head.load_state_dict(shard))
-        results["unchanged"] = torch.equal(head.weight.detach(), loaded)
+    # A shard of the same size but another block is refused before anything is copied.
+    shifted = {**head.state_dict(), "_extra_state": {**head.get_extra_state(), "class_start": head.class_start + 1}}
+    shifted["weight"] = torch.zeros_like(head.weight)
+    results["shifted_shard"] = _error_of(lambda: head.load_state_dict(shifted))
+    results["unchanged"] = torch.equal(head.weight.detach(), loaded)
     single = MarginCCSHead(CLASSES, DIM)
     head.load_full_state_dict(single.state_dict())
     results["single_device_block"] = torch.equal(
