@@ -4,8 +4,10 @@ Keys: ``device``, ``impl``, ``shape``, ``dtype``, ``mode``, ``status`` (``ok``, 
 ``unavailable``, ``error``), ``message`` (why it is not ``ok``), ``median_ms`` (with ``q25_ms``,
 ``q75_ms``, ``repeats``, ``warmup``, ``rotate``), ``peak_extra_bytes`` (None where not measurable),
 ``memory_method``, ``loss`` (loss implementations), ``max_classes`` (``scale`` mode), the shape's
-``batch``, ``classes``, ``dim``, and the environment: ``commit``, ``dirty``, ``date``, ``device_name``,
-``driver``, ``cuda``, ``torch``, ``triton``, ``cpu``, ``threads``.
+``batch``, ``classes``, ``dim``, ``load_average`` (the machine's 1-minute load average when the case
+finished: above the thread count, other work competed for the cores), and the environment:
+``commit``, ``dirty``, ``date``, ``device_name``, ``driver``, ``cuda``, ``torch``, ``triton``, ``cpu``,
+``threads``.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def make_record(env: dict, *, impl: str, shape, dtype: str, mode: str, status: s
         "message": message,
         "median_ms": None,
         "peak_extra_bytes": None,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     record.update(measured)
     return record

@@ -67,8 +67,10 @@ def _memory(record: dict) -> str:
 def _header(records: list[dict]) -> list[str]:
     first = records[0]
     commit = (first["commit"] or "unknown")[:12] + (" (uncommitted changes)" if first.get("dirty") else "")
+    loads = [record["load_average"] for record in records if record.get("load_average") is not None]
+    load = f"; 1-min load average {min(loads):.1f}–{max(loads):.1f}" if loads else ""
     lines = [
-        f"Device: {first['device']} — {first['device_name']}; threads: {first['threads']}; "
+        f"Device: {first['device']} — {first['device_name']}; threads: {first['threads']}{load}; "
         f"torch {first['torch']}, CUDA {first['cuda']}, driver {first['driver']}, triton {first['triton']}",
         f"Commit {commit}, {first['date']}.",
         "",

@@ -1,8 +1,10 @@
 """Runs every selected (implementation, shape, dtype, mode) and returns one record per case.
 
-A case that cannot run is recorded with its status and message, never dropped: ``unavailable``
-(not installed, needs another device, unsupported setting), ``oom`` (out of memory, inputs
-included) or ``error`` (anything else, with the exception).
+Cases are run by (shape, dtype, mode) group: each implementation is prepared and warmed up, then
+all are timed round-robin (:mod:`.timing`), then the peak memory of each is measured in a call of
+its own. A case that cannot run is recorded with its status and message, never dropped:
+``unavailable`` (not installed, needs another device, unsupported setting), ``oom`` (out of
+memory, inputs included) or ``error`` (anything else, with the exception).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .memory import peak_extra_bytes
 from .problems import DtypeSetting, make_problems
 from .records import environment, make_record
 from .shapes import Shape
-from .timing import measure
+from .timing import round_robin
 
 MARGIN = Margin.arcface(64.0, 0.5)
 CPU_MEMORY_METHOD = "torch.profiler allocation events (PyTorch CPU allocator), minus returned tensors"
@@ -57,31 +59,63 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_case(impl: Implementation, setting: Setting, config: RunConfig, env: dict, shape: Shape) -> dict:
-    identity = dict(impl=impl.name, shape=shape, dtype=setting.dtype.name, mode=setting.mode)
-    protocol = dict(warmup=config.warmup, rotate=len(setting.problems))
+def _prepare(impl: Implementation, setting: Setting, warmup: int):
+    """The warmed-up step (compilation and autotuning happen here), or the failure."""
     try:
         step = impl.prepare(setting)
-        timing = measure(step, setting.problems, config.device, warmup=config.warmup, repeats=config.repeats)
-        measured = dict(
-            median_ms=timing.median_ms, q25_ms=timing.q25_ms, q75_ms=timing.q75_ms, repeats=timing.repeats, **protocol
-        )
-        if impl.torch_memory:
-            peak, outputs = peak_extra_bytes(step, setting.problems[0], config.device)
-            measured["peak_extra_bytes"] = peak
-            measured["memory_method"] = CUDA_MEMORY_METHOD if config.device.type == "cuda" else CPU_MEMORY_METHOD
-            if impl.kind == "loss":
-                measured["loss"] = float(outputs[0].detach())
-            del outputs
-        else:
-            measured["memory_method"] = "not measured: allocates outside PyTorch"
-        del step
-        return make_record(env, **identity, status="ok", **measured)
+        for index in range(warmup):
+            step(setting.problems[index % len(setting.problems)])
+        return step, None
     except Exception as error:  # noqa: BLE001 — every failure becomes a record
-        status, message = failure_status(error)
-        return make_record(env, **identity, status=status, message=message, **protocol)
+        return None, error
     finally:
-        release_memory(config.device)
+        release_memory(setting.device)
+
+
+def _memory(impl: Implementation, step, setting: Setting) -> dict:
+    if not impl.torch_memory:
+        return {"memory_method": "not measured: allocates outside PyTorch"}
+    peak, outputs = peak_extra_bytes(step, setting.problems[0], setting.device)
+    measured = {
+        "peak_extra_bytes": peak,
+        "memory_method": CUDA_MEMORY_METHOD if setting.device.type == "cuda" else CPU_MEMORY_METHOD,
+    }
+    if impl.kind == "loss":
+        measured["loss"] = float(outputs[0].detach())
+    return measured
+
+
+def run_group(impls: list[Implementation], setting: Setting, shape: Shape, config: RunConfig, env: dict) -> list[dict]:
+    """One record per implementation for one (shape, dtype, mode)."""
+    protocol = dict(warmup=config.warmup, rotate=len(setting.problems))
+    steps, failures = {}, {}
+    for impl in impls:
+        steps[impl.name], failures[impl.name] = _prepare(impl, setting, config.warmup)
+    timings, timing_failures = round_robin(
+        {name: step for name, step in steps.items() if step is not None}, setting.problems, config.device,
+        config.repeats,
+    )
+    failures.update(timing_failures)
+    records = []
+    for impl in impls:
+        identity = dict(impl=impl.name, shape=shape, dtype=setting.dtype.name, mode=setting.mode, **protocol)
+        error = failures.get(impl.name)
+        if error is None:
+            timing = timings[impl.name]
+            try:
+                measured = _memory(impl, steps[impl.name], setting)
+            except Exception as memory_error:  # noqa: BLE001
+                error = memory_error
+            finally:
+                release_memory(config.device)
+        if error is not None:
+            status, message = failure_status(error)
+            records.append(make_record(env, **identity, status=status, message=message))
+        else:
+            records.append(make_record(env, **identity, status="ok", median_ms=timing.median_ms, q25_ms=timing.q25_ms,
+                                       q75_ms=timing.q75_ms, repeats=timing.repeats, **measured))
+        steps[impl.name] = None  # frees what the step holds (compiled code, casted weights, indexes)
+    return records
 
 
 def run_all(
@@ -94,23 +128,25 @@ def run_all(
     log=sys.stderr,
 ) -> list[dict]:
     env = environment(config.device)
-    cases = [(s, d, m, i) for s in shapes for d in dtypes for m in modes for i in impls if m in i.modes]
     records = []
-    inputs_for, problems, input_failure = None, None, None
-    for number, (shape, dtype, mode, impl) in enumerate(cases, 1):
-        if inputs_for != (shape, dtype):
-            inputs_for, problems = (shape, dtype), None
+    for shape in shapes:
+        for dtype in dtypes:
             release_memory(config.device)
             problems, input_failure = _make_inputs(shape, dtype, config)
-        if problems is None:
-            status, message = input_failure
-            record = make_record(env, impl=impl.name, shape=shape, dtype=dtype.name, mode=mode,
-                                 status=status, message=f"inputs: {message}")
-        else:
-            setting = Setting(config.device, dtype, mode, config.margin, problems, config.compile_backend)
-            record = run_case(impl, setting, config, env, shape)
-        records.append(record)
-        print(f"[{number}/{len(cases)}] {describe(record)}", file=log, flush=True)
+            for mode in modes:
+                group = [impl for impl in impls if mode in impl.modes]
+                if problems is None:
+                    status, message = input_failure
+                    new = [make_record(env, impl=impl.name, shape=shape, dtype=dtype.name, mode=mode, status=status,
+                                       message=f"inputs: {message}") for impl in group]
+                else:
+                    setting = Setting(config.device, dtype, mode, config.margin, problems, config.compile_backend)
+                    new = run_group(group, setting, shape, config, env)
+                for record in new:
+                    if log is not None:
+                        print(f"[{len(records) + 1}] {describe(record)}", file=log, flush=True)
+                    records.append(record)
+            problems = None
     return records
 
 
