@@ -3,6 +3,7 @@ scenarios with ShardedMarginCCSHead and saves what it saw to ``world{W}-rank{r}.
 process, which compares it with the single-device op on the concatenated problem."""
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 from pathlib import Path
 
@@ -224,6 +225,8 @@ def run(rank: int, world: int, workdir: str, scenarios: tuple[str, ...]) -> None
     )
     try:
         results = {name: SCENARIOS[name](rank, world, workdir) for name in scenarios}
+        torch.save(results, workdir / f"world{world}-rank{rank}.pt")
     finally:
+        # A DDP module still alive when a gloo group is destroyed can abort the process at exit.
+        gc.collect()
         dist.destroy_process_group()
-    torch.save(results, workdir / f"world{world}-rank{rank}.pt")
