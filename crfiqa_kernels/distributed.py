@@ -133,11 +133,10 @@ def exchange_layout(embeddings, labels, num_classes: int, embedding_size: int, d
         error = None
     except (TypeError, ValueError) as caught:
         error = caught
-    descriptor = torch.tensor([0, 0, 0, -1, int(error is not None)], device=device)
-    if error is None:
-        descriptor[0], descriptor[1] = embeddings.shape[0], _DTYPES.index(embeddings.dtype)
-        if labels.numel():
-            descriptor[2:4] = torch.stack([labels.min(), labels.max()])
+    size, dtype_code = (0, 0) if error is not None else (embeddings.shape[0], _DTYPES.index(embeddings.dtype))
+    descriptor = torch.tensor([size, dtype_code, 0, -1, int(error is not None)], device=device)
+    if size:
+        descriptor[2:4] = torch.stack([labels.min(), labels.max()])
     gathered = descriptor.new_empty(dist.get_world_size(group) * descriptor.numel())
     dist.all_gather_single(gathered, descriptor, group=group)
     rows = gathered.view(-1, descriptor.numel()).tolist()

@@ -120,6 +120,7 @@ def validation(rank: int, world: int, workdir: Path) -> dict:
         "label_below_minus_one": _error_of(lambda: head(embeddings, below)),
         "wrong_width": _error_of(lambda: head(wide, labels)),
         "mixed_dtypes": _error_of(lambda: head(mixed, labels)),
+        "empty_global_batch": _error_of(lambda: head(embeddings[:0], labels[:0])),
     }
     # The group is still usable afterwards: a valid step runs on every rank.
     results["after"] = _step(head, problem, rank)

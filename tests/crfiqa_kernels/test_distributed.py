@@ -127,6 +127,7 @@ def test_invalid_input_raises_the_same_error_on_every_rank(ranks, world):
         "ValueError: local_embeddings or local_labels of rank(s) [0] are invalid (see the error there)"
     }
     assert all(r["mixed_dtypes"].startswith("TypeError: local_embeddings must have the same dtype") for r in results)
+    assert {r["empty_global_batch"] for r in results} == {"ValueError: the global batch is empty: every rank passed 0 rows"}
     # The group survives: the next valid step is exact.
     problem = make_problem(CLASSES, (3,) * world)
     assert_statistics_match([r["after"] for r in results], single_device(problem))
