@@ -23,14 +23,17 @@ def find_images(root: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def read_image_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
-    """The paths listed in ``list_file`` (one per line; relative ones are taken from ``root``,
-    by default the list's own folder)."""
+def read_image_list(
+    list_file: str | os.PathLike, root: str | os.PathLike | None = None
+) -> tuple[list[str], list[str]]:
+    """``(paths, names)`` of the images listed in ``list_file``, one per line: ``names`` as written,
+    ``paths`` with relative names taken from ``root`` (by default the list's own folder)."""
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"file list not found: {list_file}")
     root = os.path.dirname(os.path.abspath(list_file)) if root is None else os.fspath(root)
     with open(list_file, encoding="utf-8") as file:
-        return [os.path.join(root, line.strip()) for line in file if line.strip()]
+        names = [line.strip() for line in file if line.strip()]
+    return [os.path.join(root, name) for name in names], names
 
 
 def _read(path: str, size: int):
@@ -41,20 +44,23 @@ def _read(path: str, size: int):
 
 
 class ImageListDataset(torch.utils.data.Dataset):
-    """Items ``(normalized (3, size, size) tensor, path)``, or :class:`Skipped` for an unreadable file."""
+    """Items ``(normalized (3, size, size) tensor, name)`` (the name defaults to the path), or
+    :class:`Skipped` for an unreadable file."""
 
-    def __init__(self, paths: Sequence[str], image_size: int = 112) -> None:
+    def __init__(self, paths: Sequence[str], image_size: int = 112, names: Sequence[str] | None = None) -> None:
         if not paths:
             raise ValueError("paths is empty: no images to read")
+        if names is not None and len(names) != len(paths):
+            raise ValueError(f"names has {len(names)} entries for {len(paths)} paths")
         self.paths, self.image_size = list(paths), image_size
+        self.names = list(paths) if names is None else list(names)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        path = self.paths[index]
-        image = _read(path, self.image_size)
-        return image if isinstance(image, Skipped) else (image, path)
+        image = _read(self.paths[index], self.image_size)
+        return Skipped(self.names[index], image.reason) if isinstance(image, Skipped) else (image, self.names[index])
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):

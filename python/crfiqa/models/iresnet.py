@@ -140,9 +140,9 @@ class IResNet(nn.Module):
         x = self.prelu(self.bn1(self.conv1(images)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.dropout(torch.flatten(self.bn2(x), 1))
-        # The head runs in fp32 under autocast, like the authors' (fc on x.float()).
+        # fc, features and qs run in the weights' dtype (fp32) under autocast, like the authors' fp16 mode.
         with torch.autocast(x.device.type, enabled=False):
-            embedding = self.features(self.fc(x.float()))
+            embedding = self.features(self.fc(x.to(self.fc.weight.dtype)))
             quality = self.qs(embedding).squeeze(1)
         return embedding, quality
 

@@ -1,0 +1,125 @@
+"""Score images with a quality model: PyTorch checkpoints (ours or the authors') or ONNX.
+
+Output: one ``path score`` line per readable image (the authors' format), optionally the
+embeddings as an ``(N, D)`` float32 ``.npy`` in the same order. Unreadable images are skipped,
+counted and reported.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .data import ImageListDataset, RecordDataset, SkipLog, Skipped, collate, find_images, read_image_list
+from .models import load_backbone
+from .onnx_export import OnnxQualityModel
+
+
+class TorchQualityModel:
+    """A backbone in eval mode: ``model(images) -> (embedding, quality)`` as numpy."""
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.network = load_backbone(path, self.device)
+        self.input_size = self.network.input_size
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        embedding, quality = self.network(images.to(self.device, non_blocking=True))
+        return embedding.float().cpu().numpy(), quality.float().cpu().numpy()
+
+
+def load_quality_model(path: str | os.PathLike, device: str | torch.device | None = None):
+    """An ONNX model (``.onnx``) or a PyTorch checkpoint (anything else)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model not found: {path}")
+    if os.fspath(path).endswith(".onnx"):
+        return OnnxQualityModel(path)
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    return TorchQualityModel(path, device)
+
+
+class _Named(Dataset):
+    """``(image, name)`` items of a dataset whose items are ``(image, label)``."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        return item if isinstance(item, Skipped) else (item[0], self.dataset.name(index))
+
+
+def open_images(source: str | os.PathLike, image_size: int) -> Dataset:
+    """``(image, name)`` items from a folder (recursive), a ``.rec`` file or a file list."""
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        paths = find_images(source)
+        if not paths:
+            raise ValueError(f"no images found in folder {source}")
+        return ImageListDataset(paths, image_size)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"no such file or folder: {source}")
+    if source.endswith(".rec"):
+        return _Named(RecordDataset(source, image_size))
+    paths, names = read_image_list(source)
+    if not paths:
+        raise ValueError(f"file list {source} names no images")
+    return ImageListDataset(paths, image_size, names=names)
+
+
+@dataclass
+class Scores:
+    names: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    embeddings: np.ndarray | None = None
+    skipped: SkipLog = field(default_factory=SkipLog)
+
+
+def score_images(
+    model,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    bgr: bool = False,
+    keep_embeddings: bool = False,
+    progress: bool = True,
+) -> Scores:
+    """Quality scores (and optionally embeddings) of every readable ``(image, name)`` item.
+
+    ``bgr=True`` feeds the channels in BGR order, as the authors' scoring script does by default.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    result, scores, embeddings = Scores(), [], []
+    for batch in tqdm(loader, desc="score", unit="batch", disable=not progress, dynamic_ncols=True):
+        result.skipped.add(batch.skipped)
+        if batch.images is None:
+            continue
+        images = batch.images.flip(1) if bgr else batch.images
+        embedding, quality = model(images)
+        result.names += batch.targets
+        scores.append(quality.reshape(-1))
+        if keep_embeddings:
+            embeddings.append(embedding)
+    if scores:
+        result.scores = np.concatenate(scores)
+        result.embeddings = np.concatenate(embeddings) if keep_embeddings else None
+    return result
+
+
+def write_scores(path: str | os.PathLike, names: list[str], scores: np.ndarray) -> None:
+    """``name score`` lines, the authors' quality-score file format."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        file.writelines(f"{name} {float(score):.8g}\n" for name, score in zip(names, scores))
