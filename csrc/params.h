@@ -1,0 +1,82 @@
+// Launch parameters shared by the launchers (host) and the kernels (device).
+//
+// The bindings fill these from what Python passes (device pointers as integers, sizes, strides,
+// dtype codes) after validating every field; the kernels trust them. Matrices are row-major with a
+// unit column stride and any row stride >= their column count.
+#pragma once
+
+#include <cstdint>
+
+namespace crfiqa {
+
+// Element type codes, shared with Python (crfiqa_kernels._C.DTYPE_*).
+enum DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kInt64 = 3 };
+
+// How the tile products run on the tensor cores, shared with Python (crfiqa_kernels._C.POLICY_*):
+// bf16/fp16 operands on m16n8k16; fp32 operands either rounded to tf32 (m16n8k8) or split into a
+// tf32 head and a tf32 tail and multiplied with three tf32 products ("3xTF32": about fp32 accuracy,
+// for torch.backends.cuda.matmul.allow_tf32 = False).
+enum Policy : int { kPolicyFloat16 = 0, kPolicyBFloat16 = 1, kPolicyTf32 = 2, kPolicy3xTf32 = 3 };
+
+struct MatrixRef {
+  const void* ptr;
+  int dtype;
+  int64_t row_stride;  // in elements
+  bool vector_ok;      // ptr and row_stride * element size are multiples of 16 bytes
+};
+
+struct MarginParams {
+  float s, m1, m2, m3;
+};
+
+// The operands every kernel reads: ê (B, D) in the compute dtype, raw W (C, D) in its own dtype,
+// 1 / max(‖W_j‖, 1e-12) (C,) float32, labels (B,) int64 (any value; only [0, C) names a class).
+struct CosineOperands {
+  MatrixRef e;
+  MatrixRef w;
+  const float* w_inv_norm;
+  const int64_t* labels;
+  int batch;
+  int classes;
+  int dim;
+};
+
+// Partials (S, B), row-major: field[split * batch + row].
+struct ForwardParams {
+  CosineOperands in;
+  MarginParams margin;
+  int splits;
+  int tiles_per_split;  // class tiles walked by one split; the last split is never empty
+  float* row_max;
+  float* row_sumexp;
+  float* target_cos;
+  float* nn_cos;
+  int64_t* nn_index;
+};
+
+struct BackwardRows {
+  const float* lse;       // (B,) global log-sum-exp of each row
+  const float* row_grad;  // (B,) upstream gradient of each row's loss
+  bool exact_margin_grad;
+};
+
+struct DWeightParams {
+  CosineOperands in;
+  MarginParams margin;
+  BackwardRows rows;
+  void* d_weight;  // (C, D) in weight's dtype
+  int64_t d_weight_row_stride;
+};
+
+struct DEmbeddingParams {
+  CosineOperands in;
+  MarginParams margin;
+  BackwardRows rows;
+  int splits;
+  int tiles_per_split;
+  bool deterministic;  // true: split s writes rows [s·B, (s+1)·B) of d_e; false: atomic adds into rows [0, B)
+  float* d_e;
+  int64_t d_e_row_stride;
+};
+
+}  // namespace crfiqa
