@@ -101,7 +101,8 @@ def _print_list() -> None:
         print(f"  {shape.describe():45s} {shape.about}")
     print("Presets:")
     for name, options in PRESETS.items():
-        print(f"  {name:10s} " + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in options.items()))
+        flags = (f"--{key}" if value is True else f"--{key} {value}" for key, value in options.items())
+        print(f"  {name:10s} " + " ".join(flags))
 
 
 def main(argv: list[str] | None = None) -> int:
