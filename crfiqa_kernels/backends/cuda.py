@@ -1,0 +1,245 @@
+"""The ``cuda`` backend: the kernel contract of :mod:`.contract` as compiled CUDA kernels.
+
+The kernels live in ``csrc/`` and are built into ``crfiqa_kernels._C`` (CMake + ninja, see
+``setup.py``). The extension knows nothing of torch: this module allocates the outputs with torch
+and hands the launchers device pointers, sizes, strides, dtype codes and the current CUDA stream.
+
+Tile products run on the tensor cores: bf16/fp16 embeddings as they are, fp32 ones as tf32 when
+``torch.backends.cuda.matmul.allow_tf32`` is set and as 3xTF32 (about fp32 accuracy) otherwise.
+``W`` may have any of the three dtypes (converted to the compute dtype on the fly); ``dW`` comes
+back in ``W``'s dtype, ``dê`` in float32. float64 operands — the oracle's precision, which the
+tensor cores do not offer — are handed to the ``chunked`` backend on the same device.
+
+``dê`` is accumulated per class split with atomic adds, or, when
+``torch.are_deterministic_algorithms_enabled()``, into one buffer per split summed in a fixed
+order; ``dW`` and the forward partials are always deterministic.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import re
+
+import torch
+
+from . import chunked
+from .contract import MARGIN_GRADS, Partials
+
+try:
+    _C = importlib.import_module("crfiqa_kernels._C")
+except ImportError:  # built without nvcc (CRFIQA_BUILD_CUDA=auto/0): the backend is unavailable
+    _C = None
+
+# Blocks per streaming multiprocessor the grids aim for (two waves' worth of load balance).
+BLOCKS_PER_SM = 2
+
+_ARCH = re.compile(r"^(\d+)([af]?)(?:-(real|virtual))?$")
+
+
+def extension_built() -> bool:
+    """Whether ``crfiqa_kernels._C`` was built and imports."""
+    return _C is not None
+
+
+def runs_on(capability: tuple[int, int], architectures) -> bool:
+    """Whether a build for ``architectures`` (CMake CUDA_ARCHITECTURES entries such as ``"80"``,
+    ``"90a"``, ``"86-real"``) holds code for a device of compute ``capability`` without a PTX JIT
+    to another major version: ``XY`` (SASS) runs on major X, minor ≥ Y; ``XYa`` only on X.Y;
+    ``XYf`` on the family X.Y+; a ``-virtual`` (PTX-only) entry on X.Y and later minors of X."""
+    major, minor = capability
+    for arch in architectures:
+        match = _ARCH.match(str(arch))
+        if match is None:
+            continue
+        number, suffix = int(match.group(1)), match.group(2)
+        arch_major, arch_minor = divmod(number, 10)
+        if suffix == "a":
+            if (major, minor) == (arch_major, arch_minor):
+                return True
+        elif major == arch_major and minor >= arch_minor:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _device_supported(index: int) -> bool:
+    capability = torch.cuda.get_device_capability(index)
+    return runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
+
+
+def available(device) -> bool:
+    """CUDA devices whose compute capability this build targets, when the extension imports."""
+    device = torch.device(device)
+    if device.type != "cuda" or _C is None or not torch.cuda.is_available():
+        return False
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return index < torch.cuda.device_count() and _device_supported(index)
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    codes = {torch.float32: _C.DTYPE_FLOAT32, torch.float16: _C.DTYPE_FLOAT16, torch.bfloat16: _C.DTYPE_BFLOAT16}
+    if dtype not in codes:
+        raise TypeError(f"the cuda kernels take float32, float16 or bfloat16 matrices, got {dtype}")
+    return codes[dtype]
+
+
+def product_policy(dtype: torch.dtype) -> int:
+    """How the tile products run for embeddings of ``dtype`` (see the module docstring)."""
+    if dtype == torch.float16:
+        return _C.POLICY_FLOAT16
+    if dtype == torch.bfloat16:
+        return _C.POLICY_BFLOAT16
+    if dtype == torch.float32:
+        return _C.POLICY_TF32 if torch.backends.cuda.matmul.allow_tf32 else _C.POLICY_3XTF32
+    raise TypeError(f"e_hat must be float32, float16 or bfloat16 for the cuda kernels, got {dtype}")
+
+
+def whole_splits(requested: int, class_tiles: int) -> int:
+    """The number of non-empty splits when ``class_tiles`` tiles are cut into ``requested`` runs of
+    ⌈class_tiles / requested⌉ consecutive tiles (what the kernels do)."""
+    if requested < 1:
+        raise ValueError(f"splits must be ≥ 1, got {requested}")
+    per_split = math.ceil(class_tiles / min(requested, class_tiles))
+    return math.ceil(class_tiles / per_split)
+
+
+def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
+    """Class splits that give the forward grid about BLOCKS_PER_SM blocks per multiprocessor."""
+    row_tiles = math.ceil(batch / _C.FORWARD_BLOCK_ROWS)
+    class_tiles = math.ceil(classes / _C.FORWARD_BLOCK_CLASSES)
+    return whole_splits(max(1, math.ceil(BLOCKS_PER_SM * multiprocessors / row_tiles)), class_tiles)
+
+
+def backward_splits(batch: int, classes: int, dim: int, multiprocessors: int, deterministic: bool) -> int:
+    """Class splits of the dê kernel: enough blocks to fill the device; on the deterministic path no
+    more than C / B, so that the (splits, B, D) float32 buffers stay within the size of dW."""
+    blocks_per_split = math.ceil(dim / _C.BACKWARD_BLOCK_COLUMNS) * math.ceil(batch / _C.BACKWARD_BLOCK_ROWS)
+    class_tiles = math.ceil(classes / _C.BACKWARD_BLOCK_CLASSES)
+    splits = max(1, math.ceil(BLOCKS_PER_SM * multiprocessors / blocks_per_split))
+    if deterministic:
+        splits = min(splits, max(1, classes // batch))
+    return whole_splits(splits, class_tiles)
+
+
+def _matrix(tensor: torch.Tensor):
+    """``tensor`` with unit column stride (a copy only when it has none) and its launcher argument."""
+    rows, cols = tensor.shape
+    if not (tensor.stride(1) == 1 or cols == 1) or (rows > 1 and tensor.stride(0) < cols):
+        tensor = tensor.contiguous()
+    row_stride = tensor.stride(0) if rows > 1 else cols
+    arg = _C.Matrix(ptr=tensor.data_ptr(), dtype=dtype_code(tensor.dtype), rows=rows, cols=cols,
+                    row_stride=row_stride, col_stride=1)
+    return tensor, arg
+
+
+def _vector_arg(tensor: torch.Tensor):
+    """The launcher argument of a contiguous tensor (outputs are allocated contiguous)."""
+    code = _C.DTYPE_INT64 if tensor.dtype == torch.int64 else dtype_code(tensor.dtype)
+    return _C.Vector(ptr=tensor.data_ptr(), dtype=code, length=tensor.numel())
+
+
+def _vector(tensor: torch.Tensor, dtype: torch.dtype):
+    """``tensor`` in ``dtype``, contiguous (a copy only when needed), and its launcher argument."""
+    tensor = tensor.to(dtype).contiguous()
+    return tensor, _vector_arg(tensor)
+
+
+def _check(e_hat, weight, *others) -> None:
+    if not available(e_hat.device):
+        raise ValueError(f"the cuda backend needs the built extension and a CUDA device it was compiled for; "
+                         f"e_hat is on {e_hat.device}")
+    if e_hat.dim() != 2 or weight.dim() != 2 or weight.shape[1] != e_hat.shape[1]:
+        raise ValueError(f"e_hat (B, D) and weight (C, D) must share D, got {tuple(e_hat.shape)} and "
+                         f"{tuple(weight.shape)}")
+    for name, tensor in (("weight", weight), *others):
+        if tensor.device != e_hat.device:
+            raise ValueError(f"{name} is on {tensor.device} but e_hat is on {e_hat.device}")
+
+
+def _uses_float64(e_hat, weight) -> bool:
+    return torch.float64 in (e_hat.dtype, weight.dtype)
+
+
+def _margin(margin) -> tuple[float, float, float, float]:
+    return float(margin.s), float(margin.m1), float(margin.m2), float(margin.m3)
+
+
+def _launch_context(device: torch.device) -> dict:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return {"device": index, "stream": torch.cuda.current_stream(index).cuda_stream}
+
+
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits: int | None = None) -> Partials:
+    """Partials (S, B) of the shard; ``splits`` overrides the number of class splits."""
+    _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local))
+    if _uses_float64(e_hat, weight):
+        return chunked.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin)
+    batch, classes = e_hat.shape[0], weight.shape[0]
+    class_tiles = math.ceil(classes / _C.FORWARD_BLOCK_CLASSES)
+    if splits is None:
+        splits = forward_splits(batch, classes, _multiprocessors(e_hat.device))
+    else:
+        splits = whole_splits(splits, class_tiles)
+    e_hat, e_arg = _matrix(e_hat)
+    weight, w_arg = _matrix(weight)
+    w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
+    labels_local, labels_arg = _vector(labels_local, torch.int64)
+
+    stats = torch.empty((4, splits, batch), dtype=torch.float32, device=e_hat.device)
+    nn_index = torch.empty((splits, batch), dtype=torch.int64, device=e_hat.device)
+    row_max, row_sumexp, target_cos, nn_cos = stats.unbind(0)
+    _C.forward_partials(
+        **_launch_context(e_hat.device), policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg,
+        w_inv_norm=inv_arg, labels=labels_arg, margin=_margin(margin), splits=splits,
+        row_max=_vector_arg(row_max), row_sumexp=_vector_arg(row_sumexp), target_cos=_vector_arg(target_cos),
+        nn_cos=_vector_arg(nn_cos), nn_index=_vector_arg(nn_index),
+    )
+    return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
+
+
+def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
+             splits: int | None = None):
+    """``(dê float32, dW in weight's dtype)``; ``splits`` overrides the class splits of the dê kernel."""
+    if margin_grad not in MARGIN_GRADS:
+        raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
+    _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local), ("lse", lse),
+           ("row_grad", row_grad))
+    if _uses_float64(e_hat, weight):
+        return chunked.backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad)
+    batch, dim = e_hat.shape
+    classes = weight.shape[0]
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    class_tiles = math.ceil(classes / _C.BACKWARD_BLOCK_CLASSES)
+    if splits is None:
+        splits = backward_splits(batch, classes, dim, _multiprocessors(e_hat.device), deterministic)
+    else:
+        splits = whole_splits(splits, class_tiles)
+    e_hat, e_arg = _matrix(e_hat)
+    weight, w_arg = _matrix(weight)
+    w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
+    labels_local, labels_arg = _vector(labels_local, torch.int64)
+    lse, lse_arg = _vector(lse, torch.float32)
+    row_grad, grad_arg = _vector(row_grad, torch.float32)
+    operands = dict(
+        policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg, w_inv_norm=inv_arg, labels=labels_arg,
+        lse=lse_arg, row_grad=grad_arg, margin=_margin(margin), exact_margin_grad=margin_grad == "exact",
+    )
+    context = _launch_context(e_hat.device)
+
+    d_weight = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+    _C.backward_dweight(**context, **operands, d_weight=_matrix(d_weight)[1])
+
+    if deterministic:
+        # Each split writes its own (B, D) slice; the slices are summed in a fixed order.
+        slices = torch.empty((splits * batch, dim), dtype=torch.float32, device=e_hat.device)
+        _C.backward_dembedding(**context, **operands, splits=splits, deterministic=True, d_e=_matrix(slices)[1])
+        d_e_hat = slices.view(splits, batch, dim).sum(dim=0)
+    else:
+        d_e_hat = torch.zeros((batch, dim), dtype=torch.float32, device=e_hat.device)
+        _C.backward_dembedding(**context, **operands, splits=splits, deterministic=False, d_e=_matrix(d_e_hat)[1])
+    return d_e_hat, d_weight
