@@ -23,7 +23,9 @@ BUILD_CUDA_MODES = ("auto", "0", "1")
 def find_nvcc():
     """The nvcc to build with, or None."""
     candidates = [os.environ.get("CUDACXX")]
-    candidates += [os.path.join(os.environ[var], "bin", "nvcc") for var in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(var)]
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            candidates.append(os.path.join(os.environ[var], "bin", "nvcc"))
     candidates.append(shutil.which("nvcc"))
     for candidate in candidates:
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
@@ -60,7 +62,9 @@ class CMakeBuild(build_ext):
         ]
         architectures = os.environ.get("CRFIQA_CUDA_ARCHS") or os.environ.get("CMAKE_CUDA_ARCHITECTURES")
         # Without an override, drop a cached list so that CMakeLists.txt's default applies again.
-        configure += [f"-DCMAKE_CUDA_ARCHITECTURES={architectures}"] if architectures else ["-UCMAKE_CUDA_ARCHITECTURES"]
+        configure.append(
+            f"-DCMAKE_CUDA_ARCHITECTURES={architectures}" if architectures else "-UCMAKE_CUDA_ARCHITECTURES"
+        )
         jobs = os.environ.get("MAX_JOBS") or os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 1)
         subprocess.run(configure, check=True)
         subprocess.run(["cmake", "--build", str(build_dir), "--parallel", jobs], check=True)

@@ -41,10 +41,10 @@ struct DEmbeddingKernel {
 
   struct Smem {
     union {
-      typename Tile::Smem tile;                  // step 1
-      T w_cols[kBackwardClasses * kWeightLd];    // step 3 (the tile buffers are free by then)
+      typename Tile::Smem tile;                        // step 1
+      alignas(16) T w_cols[kBackwardClasses * kWeightLd];  // step 3 (the tile buffers are free by then)
     } shared;
-    T d_cos[kBackwardRows * kGradLd];
+    alignas(16) T d_cos[kBackwardRows * kGradLd];
   };
 
   __device__ static void run(const DEmbeddingParams& p, Smem& sm) {

@@ -40,10 +40,10 @@ struct DWeightKernel {
 
   struct Smem {
     union {
-      typename Tile::Smem tile;               // step 1
-      T e_cols[kBackwardRows * kEmbLd];       // step 3 (the tile buffers are free by then)
+      typename Tile::Smem tile;                    // step 1
+      alignas(16) T e_cols[kBackwardRows * kEmbLd];  // step 3 (the tile buffers are free by then)
     } shared;
-    T d_cos_t[kBackwardClasses * kGradLd];
+    alignas(16) T d_cos_t[kBackwardClasses * kGradLd];
     float radial_part[kWarpsM][kBackwardClasses];
     float radial[kBackwardClasses];
   };
@@ -165,7 +165,8 @@ cudaError_t launch_backward_dweight(int policy, const DWeightParams& params, cud
   return with_policy(policy, [&](auto p) {
     using P = decltype(p);
     constexpr int bytes = sizeof(typename DWeightKernel<P>::Smem);
-    cudaError_t err = cudaFuncSetAttribute(backward_dweight_kernel<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    cudaError_t err =
+        cudaFuncSetAttribute(backward_dweight_kernel<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (err != cudaSuccess) return err;
     const int blocks = ceil_div(params.in.dim, kBackwardColumns) * ceil_div(params.in.classes, kBackwardClasses);
     backward_dweight_kernel<P><<<blocks, kThreads, bytes, stream>>>(params);

@@ -89,7 +89,9 @@ void check_pointer(const std::string& name, int64_t ptr, int dtype) {
 
 void check_extent(const std::string& what, int64_t value) {
   if (value < 1) value_error(what + " must be ≥ 1, got " + std::to_string(value));
-  if (value > kMaxExtent) value_error(what + " must be ≤ " + std::to_string(kMaxExtent) + ", got " + std::to_string(value));
+  if (value > kMaxExtent) {
+    value_error(what + " must be ≤ " + std::to_string(kMaxExtent) + ", got " + std::to_string(value));
+  }
 }
 
 bool is_float_code(int dtype) { return dtype == kFloat32 || dtype == kFloat16 || dtype == kBFloat16; }
@@ -213,7 +215,8 @@ class DeviceScope {
 
 void check_on_device(const std::string& name, int64_t ptr, int device) {
   cudaPointerAttributes attributes;
-  const cudaError_t err = cudaPointerGetAttributes(&attributes, reinterpret_cast<const void*>(static_cast<uintptr_t>(ptr)));
+  const void* address = reinterpret_cast<const void*>(static_cast<uintptr_t>(ptr));
+  const cudaError_t err = cudaPointerGetAttributes(&attributes, address);
   if (err == cudaErrorInvalidValue) {
     cudaGetLastError();  // not sticky: clear it
     value_error(name + ": not a pointer the CUDA runtime knows");

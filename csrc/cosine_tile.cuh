@@ -44,8 +44,8 @@ struct CosineTile {
   using CopyW = TileCopy<T, BN, BK, kThreads>;
 
   struct Smem {
-    T e[2][BM * kLd];
-    T w[2][BN * kLd];
+    alignas(16) T e[2][BM * kLd];
+    alignas(16) T w[2][BN * kLd];
   };
 
   // acc = ê[row0, row0 + BM) · W[col0, col0 + BN)ᵀ, rows ≥ B and classes ≥ C reading as zero.
@@ -119,14 +119,15 @@ __device__ __forceinline__ ClassColumn load_class_column(const CosineOperands& i
 //   ∂ℓ_i/∂z_ij = p_ij − [j = y_i]             (ℓ_i = lse_i − z_iy)
 //   ∂ℓ/∂c_ij = s·g_i·(p_ij − [j = y_i]), times φ'(c_iy) at the label with the exact margin gradient
 //             (φ' = 1 with the straight-through margin, applied as if under no_grad).
-// The clamp passes the gradient through unchanged, as in the chunked backend and the oracle.
-// The overload with ``radial`` also accumulates radial[ni][e] += Σ_i ∂ℓ/∂c_ij · (ê_i · ŵ_j) over the thread's rows:
-// the ŵ_j · ∂ℓ/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂ℓ/∂c_ij ê_i, with ê_i · ŵ_j the
-// product before the clamp).
+// The clamp passes the gradient through unchanged, as the chunked backend does (it only matters where
+// rounding pushes a product past ±1).
+// The overload with ``radial`` also accumulates radial[ni][e] += Σ_i ∂ℓ/∂c_ij · (ê_i · ŵ_j) over the
+// thread's rows: the ŵ_j · ∂ℓ/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂ℓ/∂c_ij ê_i,
+// with ê_i · ŵ_j the product before the clamp).
 template <bool kRadial, int MI, int NI>
 __device__ __forceinline__ void cosine_grad_impl(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
-                                            const ClassColumn (&cols)[NI][2], const MarginParams& margin,
-                                            bool exact_margin_grad, float (&radial)[NI][2]) {
+                                                 const ClassColumn (&cols)[NI][2], const MarginParams& margin,
+                                                 bool exact_margin_grad, float (&radial)[NI][2]) {
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll

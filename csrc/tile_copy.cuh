@@ -53,7 +53,11 @@ __device__ __forceinline__ void load_chunk_typed(Chunk<T>& c, const S* src, int 
     for (int i = 0; i < kVec; ++i) c.v[i] = from_float<T>(to_float(x[i]));
   } else {
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) c.v[i] = from_float<T>(i < valid ? to_float(src[i]) : 0.0f);
+    for (int i = 0; i < kVec; ++i) {
+      float x = 0.0f;
+      if (i < valid) x = to_float(src[i]);  // never read past the valid extent
+      c.v[i] = from_float<T>(x);
+    }
   }
 }
 
@@ -120,6 +124,7 @@ struct TileCopy {
   // Unstaged copy, one chunk at a time (for tiles too large to stage in registers).
   __device__ static void copy(T* smem, int ld, const MatrixRef& m, int64_t row0, int rows, int64_t col0, int cols,
                               int tid) {
+#pragma unroll 4
     for (int chunk = tid; chunk < kChunks; chunk += THREADS) {
       const int r = chunk / kChunksPerRow;
       const int c = (chunk % kChunksPerRow) * kVec;
