@@ -32,6 +32,8 @@ def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) 
     with warnings.catch_warnings():
         # The forward's input-shape check is static for a fixed input size; tracing may say so.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # The TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(
             model,
             (example,),
