@@ -62,7 +62,7 @@ def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> n
     else:
         from crfiqa_kernels.distributed import ShardedMarginCCSHead
 
-        head = ShardedMarginCCSHead(num_classes, config.embedding_size, margin)
+        head = ShardedMarginCCSHead(num_classes, config.embedding_size, margin, backend=config.backend)
     return head.to(placement.device)
 
 
@@ -70,7 +70,7 @@ def wrap_backbone(backbone: nn.Module, placement: Placement) -> nn.Module:
     if placement.world_size == 1:
         return backbone
     device_ids = [placement.device.index] if placement.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(backbone, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(backbone, device_ids=device_ids)
 
 
 def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
