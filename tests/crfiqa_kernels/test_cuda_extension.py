@@ -23,7 +23,7 @@ import textwrap
 import pytest
 import torch
 
-from crfiqa_kernels import Margin
+from crfiqa_kernels import Margin, margin_ccs_loss
 from crfiqa_kernels.backends import chunked, cuda, resolve
 from crfiqa_kernels.combine import combine_partials
 
@@ -354,16 +354,19 @@ def test_forward_partials_per_split(dtype, shape):
 
 @pytest.mark.gpu
 def test_forward_ties_take_the_lowest_index():
-    """Duplicated class centers tie exactly: the lowest index wins, across splits too."""
-    e_hat, weight, w_inv_norm, _ = _problem(9, 700, 64, torch.float32, seed=4)
-    weight[[5, 300, 650]] = weight[650].clone()
+    """Duplicated class centers tie exactly (same place in their class tiles, so the same lane and
+    register compute them): the lowest index wins, within a split and across splits."""
+    block = cuda._C.FORWARD_BLOCK_CLASSES
+    twins = [5, 5 + 2 * block, 5 + 5 * block]
+    e_hat, weight, _, _ = _problem(9, 6 * block - 40, 64, torch.float32, seed=4)
+    weight[twins] = weight[twins[-1]].clone()
     w_inv_norm = (1.0 / weight.double().norm(dim=1)).float()
-    e_hat = torch.nn.functional.normalize(weight[650:651].double() + 0.001 * torch.randn(9, 64, device="cuda",
-                                          dtype=torch.float64), dim=1).float()
+    noise = 0.001 * torch.randn(9, 64, device="cuda", dtype=torch.float64)
+    e_hat = torch.nn.functional.normalize(weight[twins[-1]].double() + noise, dim=1).float()
     labels = torch.full((9,), -1, dtype=torch.int64, device="cuda")
     for splits in (1, 3):
         stats = combine_partials(cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, splits=splits))
-        assert bool((stats.nn_index == 5).all()), stats.nn_index
+        assert bool((stats.nn_index == twins[0]).all()), stats.nn_index
 
 
 @pytest.mark.gpu
@@ -495,3 +498,19 @@ def test_pointers_outside_device_memory_are_rejected():
 def test_available_on_the_gpus_it_was_built_for():
     capability = torch.cuda.get_device_capability()
     assert cuda.available("cuda") == cuda.runs_on(capability, cuda._C.ARCHITECTURES)
+
+
+@pytest.mark.gpu
+def test_non_finite_inputs_propagate():
+    """As the NaN policy of the op says: a NaN embedding poisons its row only, an infinite class
+    center every row; never a finite CCS or NNCCS computed from them."""
+    embeddings, weight = torch.randn(5, 40, device="cuda"), torch.randn(300, 40, device="cuda")
+    labels = torch.tensor([1, 2, 3, 4, 299], device="cuda")
+    embeddings[2, 3] = float("nan")
+    out = margin_ccs_loss(embeddings, weight, labels, reduction="none", backend="cuda")
+    for value in (out.loss, out.ccs, out.nnccs):
+        assert torch.isnan(value[2]) and torch.isfinite(value[[0, 1, 3, 4]]).all()
+    embeddings[2, 3] = 0.0
+    weight[170, 0] = float("inf")
+    out = margin_ccs_loss(embeddings, weight, labels, reduction="none", backend="cuda")
+    assert torch.isnan(out.loss).all() and torch.isnan(out.nnccs).all()
