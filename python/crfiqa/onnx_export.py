@@ -67,5 +67,6 @@ class OnnxQualityModel:
     def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(images, torch.Tensor):
             images = images.detach().cpu().numpy()
-        embedding, quality = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+        feed = {INPUT_NAME: np.ascontiguousarray(images, np.float32)}
+        embedding, quality = self.session.run(list(OUTPUT_NAMES), feed)
         return embedding, quality

@@ -5,7 +5,9 @@ import torch
 
 from crfiqa.cli import INPUT_ERROR, main
 
-from .synthetic import calibrated_backbone, write_images
+from .synthetic import calibrated_backbone, one_thread, write_images  # noqa: F401 (one_thread: a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

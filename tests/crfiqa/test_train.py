@@ -12,7 +12,9 @@ from crfiqa.data import RecordDataset, write_record_dataset
 from crfiqa.models import load_backbone
 from crfiqa.train import PRESETS, Trainer, load_checkpoint, preset, save_atomic, train
 
-from .synthetic import PrototypeDataset
+from .synthetic import PrototypeDataset, one_thread  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(**overrides):
@@ -100,7 +102,8 @@ def test_presets_follow_the_recipe():
     assert (large.depths, large.num_classes, large.epochs, large.lr_steps) == (
         [3, 13, 30, 3], 85742, 18, [8, 14, 20, 25])
     for config in (small, large):
-        assert (config.base_lr, config.clip_norm, config.alpha, config.beta, config.dropout) == (0.1, 5.0, 10.0, 0.5, 0.4)
+        assert (config.base_lr, config.clip_norm, config.dropout) == (0.1, 5.0, 0.4)
+        assert (config.alpha, config.beta, config.cr) == (10.0, 0.5, "paper")
         assert (config.margin_s, config.margin_m, config.image_size, config.embedding_size) == (64.0, 0.5, 112, 512)
     with pytest.raises(ValueError, match="num_classes"):
         Trainer(small, PrototypeDataset(count=64), "unused")

@@ -1,7 +1,14 @@
 """Datasets (insightface RecordIO, image folders, file lists), decoding and normalization."""
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageListDataset, find_images, read_image_list
 from .record_dataset import RecordDataset, write_record_dataset
-from .recordio import CorruptRecordError, ImageHeader, RecordReader, RecordWriter, pack_image_record, unpack_image_record
+from .recordio import (
+    CorruptRecordError,
+    ImageHeader,
+    RecordReader,
+    RecordWriter,
+    pack_image_record,
+    unpack_image_record,
+)
 from .skipping import Batch, Skipped, SkipLog, collate
 from .transforms import (
     UnreadableImageError,

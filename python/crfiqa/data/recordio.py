@@ -54,7 +54,9 @@ def pack_image_record(label: float | tuple[float, ...], image: bytes, id: int = 
 def unpack_image_record(payload: bytes) -> tuple[ImageHeader, bytes]:
     """``(header, image bytes)`` of a record payload."""
     if len(payload) < _IMAGE_HEADER.size:
-        raise CorruptRecordError(f"payload of {len(payload)} bytes is shorter than the {_IMAGE_HEADER.size}-byte header")
+        raise CorruptRecordError(
+            f"payload of {len(payload)} bytes is shorter than the {_IMAGE_HEADER.size}-byte header"
+        )
     flag, label, id_, id2 = _IMAGE_HEADER.unpack_from(payload)
     body = payload[_IMAGE_HEADER.size:]
     if flag == 0:
