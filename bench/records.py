@@ -7,7 +7,7 @@ Keys: ``device``, ``impl``, ``shape``, ``dtype``, ``mode``, ``status`` (``ok``, 
 ``batch``, ``classes``, ``dim``, ``load_average`` (the machine's 1-minute load average when the case
 finished: above the thread count, other work competed for the cores), and the environment:
 ``commit``, ``dirty``, ``date``, ``device_name``, ``driver``, ``cuda``, ``torch``, ``triton``, ``cpu``,
-``threads``.
+``threads``, ``omp_wait_policy``.
 """
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ def environment(device: torch.device) -> dict:
         "triton": _version("triton"),
         "cpu": _cpu_model(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 

@@ -70,7 +70,8 @@ def _header(records: list[dict]) -> list[str]:
     loads = [record["load_average"] for record in records if record.get("load_average") is not None]
     load = f"; 1-min load average {min(loads):.1f}–{max(loads):.1f}" if loads else ""
     lines = [
-        f"Device: {first['device']} — {first['device_name']}; threads: {first['threads']}{load}; "
+        f"Device: {first['device']} — {first['device_name']}; threads: {first['threads']} "
+        f"(OMP_WAIT_POLICY {first.get('omp_wait_policy')}){load}; "
         f"torch {first['torch']}, CUDA {first['cuda']}, driver {first['driver']}, triton {first['triton']}",
         f"Commit {commit}, {first['date']}.",
         "",
