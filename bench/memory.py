@@ -16,8 +16,6 @@ gradients exist, this understates its extra memory by at most their size.
 """
 from __future__ import annotations
 
-import gc
-
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -32,8 +30,11 @@ def tensor_bytes(outputs) -> int:
 
 
 def peak_extra_bytes(step, problem, device: torch.device) -> tuple[int, object]:
-    """``(peak extra bytes, the step's outputs)`` of one call of ``step(problem)``."""
-    gc.collect()
+    """``(peak extra bytes, the step's outputs)`` of one call of ``step(problem)``.
+
+    On CUDA, memory still held by unreachable objects would count in the baseline: the caller
+    collects them first (:func:`bench.runner.release_memory`).
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         baseline = torch.cuda.memory_allocated(device)

@@ -9,7 +9,7 @@ LOSS_AND_FLOOR = (
 PRESETS = {
     # Issue 2 item 9: the CPU path against the authors' formulation and PyTorch's linear CE at L.
     # A step costs about 1-2.5 s on 2 cores: 20 timed repeats after 1 warm-up keep the run near
-    # 2 minutes on a quiet machine. (linear_cross_entropy_chunked is left out: about 20 s a step
+    # 2 minutes on a quiet machine. (linear_cross_entropy_chunked is left out: over 15 s a step
     # at this shape on 2 cores.)
     "cpu-l": dict(
         device="cpu", shapes="L", dtypes="fp32", modes="fwd_bwd",

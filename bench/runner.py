@@ -67,9 +67,8 @@ def _prepare(impl: Implementation, setting: Setting, warmup: int):
             step(setting.problems[index % len(setting.problems)])
         return step, None
     except Exception as error:  # noqa: BLE001 — every failure becomes a record
-        return None, error
-    finally:
         release_memory(setting.device)
+        return None, error
 
 
 def _memory(impl: Implementation, step, setting: Setting) -> dict:
@@ -102,12 +101,11 @@ def run_group(impls: list[Implementation], setting: Setting, shape: Shape, confi
         error = failures.get(impl.name)
         if error is None:
             timing = timings[impl.name]
+            release_memory(config.device)  # what earlier steps left (cycles, cached blocks) is not a baseline
             try:
                 measured = _memory(impl, steps[impl.name], setting)
             except Exception as memory_error:  # noqa: BLE001
                 error = memory_error
-            finally:
-                release_memory(config.device)
         if error is not None:
             status, message = failure_status(error)
             records.append(make_record(env, **identity, status=status, message=message))
