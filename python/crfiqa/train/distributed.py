@@ -73,6 +73,16 @@ def wrap_backbone(backbone: nn.Module, placement: Placement) -> nn.Module:
     return nn.parallel.DistributedDataParallel(backbone, device_ids=device_ids)
 
 
+def grad_scaler(enabled: bool, placement: Placement) -> torch.amp.GradScaler:
+    """The fp16 loss scaler. Over several ranks the overflow check is all-reduced (ShardedGradScaler):
+    each rank's head shard has its own gradients, and every rank must skip a step together or none."""
+    if not enabled or placement.world_size == 1:
+        return torch.amp.GradScaler(placement.device.type, enabled=enabled)
+    from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+    return ShardedGradScaler(placement.device.type)
+
+
 def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
     """Whether no rank's batch came out empty (every rank must then skip the step together)."""
     if placement.world_size == 1:

@@ -104,7 +104,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=[step - 1 for step in config.lr_steps], gamma=0.1
         )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+        self.scaler = distributed.grad_scaler(config.amp == "fp16", self.placement)
         self.flip_generator = torch.Generator().manual_seed(config.seed + rank)
         self.sampler = DistributedSampler(
             dataset, num_replicas=self.placement.world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
