@@ -17,3 +17,5 @@ def run(rank: int, world: int, workdir: str) -> None:
     result = train(config, PrototypeDataset(count=64), os.path.join(workdir, "run"), device="cpu", progress=False)
     torch.save({"step": result.step, "ce": [entry["ce"] for entry in result.history]},
                os.path.join(workdir, f"result{rank}.pt"))
+    assert dist.is_initialized()  # train() leaves a process group it did not create in place
+    dist.destroy_process_group()

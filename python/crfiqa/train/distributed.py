@@ -23,6 +23,7 @@ class Placement:
     rank: int
     world_size: int
     device: torch.device
+    owns_group: bool = False  # the process group was created here (and is destroyed by teardown)
 
     @property
     def is_main(self) -> bool:
@@ -35,7 +36,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def setup(device: str | torch.device | None = None) -> Placement:
-    """Join the ``torchrun`` process group when there is one; pick the device."""
+    """Join the ``torchrun`` process group (or use the one already initialized); pick the device."""
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size == 1:
         chosen = torch.device(device) if device is not None else _default_device()
@@ -44,10 +45,11 @@ def setup(device: str | torch.device | None = None) -> Placement:
     use_cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     chosen = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    return Placement(dist.get_rank(), dist.get_world_size(), chosen)
+    return Placement(dist.get_rank(), dist.get_world_size(), chosen, owns_group)
 
 
 def _default_device() -> torch.device:
@@ -93,5 +95,5 @@ def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
 
 
 def teardown(placement: Placement) -> None:
-    if placement.world_size > 1 and dist.is_initialized():
+    if placement.owns_group and dist.is_initialized():
         dist.destroy_process_group()
