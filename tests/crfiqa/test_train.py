@@ -62,6 +62,7 @@ def test_resume_refuses_changed_options_and_missing_checkpoints(tmp_path):
     train(_tiny(), PrototypeDataset(), tmp_path, progress=False, max_steps=2)
     with pytest.raises(ValueError, match="base_lr"):
         train(_tiny(base_lr=0.5), PrototypeDataset(), tmp_path, progress=False, resume=True)
+    assert train(_tiny(epochs=4), PrototypeDataset(), tmp_path, progress=False, resume=True, max_steps=3).step == 3
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(_tiny(), PrototypeDataset(), tmp_path / "fresh", progress=False, resume=True)
 

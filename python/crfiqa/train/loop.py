@@ -26,8 +26,9 @@ from .config import TrainConfig
 from .run_log import RunLog
 
 CHECKPOINT_FORMAT = 1
-# Options that may change between a run and its resumption without changing its results.
-RESUMABLE_CHANGES = {"num_workers", "log_every", "checkpoint_every", "tensorboard"}
+# Options that may change between a run and its resumption without changing the steps already
+# taken (more epochs extend the run exactly as if it had been planned that long).
+RESUMABLE_CHANGES = {"epochs", "num_workers", "log_every", "checkpoint_every", "tensorboard"}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
