@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 
-# Both set before torch loads; set them in the environment to override.
-# Inductor compiles in a pool of worker processes that keeps spinning for a while after a compile,
-# slowing the next measured steps on a small CPU: compile in-process instead.
-os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-# OpenMP threads that spin while they wait at a barrier burn the time slices their siblings need
-# when other work shares the cores: a step made of many small parallel operations (a tiled one)
-# then slows down several-fold, and the measurement says more about the machine's load than about
-# the code. Sleeping waiters cost microseconds per operation on a quiet machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if __name__ == "__main__":
+    # Run as a program (not when imported): set before torch loads; the environment overrides.
+    # Inductor compiles in a pool of worker processes that keeps spinning for a while after a
+    # compile, slowing the next measured steps on a small CPU: compile in-process instead.
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    # OpenMP threads that spin while they wait at a barrier burn the time slices their siblings
+    # need when other work shares the cores: a step made of many small parallel operations (a
+    # tiled one) then slows down several-fold, and the measurement says more about the machine's
+    # load than about the code. Sleeping waiters cost microseconds per operation on a quiet machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

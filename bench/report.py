@@ -114,6 +114,10 @@ def _scale_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def plot(records: list[dict], path: Path) -> bool:
     """One row per group: median time and peak extra memory per implementation (log scale).
 
@@ -139,11 +143,12 @@ def plot(records: list[dict], path: Path) -> bool:
                     axis.text(0.01, position, record["status"], transform=axis.get_yaxis_transform(),
                               va="center", fontsize=8, color="tab:red")
                 elif value:
-                    axis.text(value, position, f" {value:,.3g}", va="center", fontsize=8)
+                    axis.text(value, position, " " + _short(value), va="center", fontsize=8)
                 else:
                     axis.text(0.01, position, "not measured", transform=axis.get_yaxis_transform(),
                               va="center", fontsize=8, color="gray")
-            if any(values):
+            positive = [value for value in values if value]
+            if positive and max(positive) > 20 * min(positive):  # a log scale only where it is needed
                 axis.set_xscale("log")
                 axis.xaxis.set_minor_formatter(NullFormatter())
             axis.invert_yaxis()
