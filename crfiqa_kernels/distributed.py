@@ -34,7 +34,7 @@ from .negative_sampling import labels_in_sample, sample_classes
 from .ops import _compute_dtype, _normalize, _resolve_backend
 from .results import MarginCCSOutput
 from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows, save_atomically
-from .validation import check_options
+from .validation import check_head_arguments
 
 BACKENDS = tuple(name for name in backends.NAMES if name != "reference")
 # Position of the embeddings' dtype in the per-rank descriptor.
@@ -322,17 +322,8 @@ class ShardedMarginCCSHead(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if embedding_size < 1:
-            raise ValueError(f"embedding_size must be positive, got {embedding_size}")
         self.margin = Margin() if margin is None else margin
-        check_options(self.margin, "mean", margin_grad)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_head_arguments(num_classes, embedding_size, self.margin, margin_grad, backend, BACKENDS)
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
             raise TypeError(f"sample_rate must be a real number, got {type(sample_rate).__name__}")
         if not 0.0 < sample_rate <= 1.0:

@@ -11,7 +11,7 @@ from . import backends
 from .margin import Margin
 from .ops import margin_ccs_loss
 from .results import MarginCCSOutput
-from .validation import check_options
+from .validation import check_head_arguments
 
 CR_FORMULAS = ("paper", "official")
 
@@ -32,17 +32,8 @@ class MarginCCSHead(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if embedding_size < 1:
-            raise ValueError(f"embedding_size must be positive, got {embedding_size}")
         self.margin = Margin() if margin is None else margin
-        check_options(self.margin, "mean", margin_grad)
-        if backend not in backends.NAMES:
-            raise ValueError(f"backend must be one of {backends.NAMES}, got {backend!r}")
+        check_head_arguments(num_classes, embedding_size, self.margin, margin_grad, backend, backends.NAMES)
         self.margin_grad = margin_grad
         self.backend = backend
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))

@@ -65,6 +65,22 @@ def check_options(margin, reduction: str, margin_grad: str) -> None:
         raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
 
 
+def check_head_arguments(
+    num_classes, embedding_size, margin, margin_grad: str, backend: str, backend_names
+) -> None:
+    """The constructor arguments shared by the single-device and the sharded head."""
+    for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if embedding_size < 1:
+        raise ValueError(f"embedding_size must be positive, got {embedding_size}")
+    check_options(margin, "mean", margin_grad)
+    if backend not in backend_names:
+        raise ValueError(f"backend must be one of {tuple(backend_names)}, got {backend!r}")
+
+
 def check_values(embeddings, weight, labels, *, check_finite: bool) -> None:
     """Reads the tensors (a host synchronization): label range and, if asked, finiteness."""
     if labels is not None and labels.numel():

@@ -7,27 +7,16 @@ Checkpoints hold only tensors and plain Python values, so they load with ``weigh
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
 
+from crfiqa_kernels.sharding import save_atomically
+
 
 def save_atomic(payload: dict, path: str | os.PathLike) -> None:
-    """``torch.save(payload, path)`` through a temporary file and ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """``torch.save(payload, path)`` through a temporary file and ``os.replace``; creates the folder."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_atomically(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
