@@ -90,6 +90,11 @@ def _rank(scores: np.ndarray, classes: np.ndarray, k: int) -> tuple[np.ndarray, 
     return np.take_along_axis(scores, order, 1), np.take_along_axis(classes, order, 1)
 
 
+def _check_nprobe(nprobe) -> None:
+    if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+        raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
+
+
 class ClassCenterIndex:
     """A faiss index over the L2-normalized rows of ``weight`` (C, D): one row per class.
 
@@ -123,26 +128,40 @@ class ClassCenterIndex:
 
         if method == "flat":
             index = faiss.IndexFlatIP(dim)
-            self.nlist = self.nprobe = None
+            self.nlist = self._nprobe = None
         else:
             self.nlist = nlist if nlist is not None else max(1, min(int(4 * math.sqrt(num_classes)), num_classes // 39))
             if isinstance(self.nlist, bool) or not isinstance(self.nlist, int) or not 1 <= self.nlist <= num_classes:
                 raise ValueError(f"nlist must be an int in [1, {num_classes}], got {nlist!r}")
-            if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
-                raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
-            self.nprobe = min(nprobe, self.nlist)
+            _check_nprobe(nprobe)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
             sample_size = min(num_classes, self.nlist * _TRAIN_POINTS_PER_CELL)
             sample = np.random.default_rng(seed).choice(num_classes, sample_size, replace=False)
             index.cp.seed = seed
             index.train(self._normalized_centers(np.sort(sample)))
-            index.nprobe = self.nprobe
         if self.on_gpu:
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
         for start in range(0, num_classes, _BLOCK_ROWS):
             index.add(self._normalized_centers(np.arange(start, min(start + _BLOCK_ROWS, num_classes))))
         self._index = index
+        if method == "ivf":
+            self.nprobe = nprobe
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF cells searched per query (``None`` for ``"flat"``); may be changed without rebuilding."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self.method != "ivf":
+            raise ValueError("nprobe applies to method='ivf' only")
+        _check_nprobe(value)
+        faiss = _faiss()
+        space = faiss.GpuParameterSpace() if self.on_gpu else faiss.ParameterSpace()
+        self._nprobe = min(value, self.nlist)
+        space.set_index_parameter(self._index, "nprobe", self._nprobe)
 
     def _normalized_centers(self, classes: np.ndarray) -> np.ndarray:
         if isinstance(self._weight, torch.Tensor):

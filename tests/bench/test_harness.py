@@ -227,3 +227,16 @@ def test_scale_records_a_failed_search_and_renders_it():
     assert [(record["mode"], record["status"], record["max_classes"]) for record in records] == [("scale", "error", None)]
     assert "needs --device cuda" in records[0]["message"]
     assert "| chunked | fp32 | error |" in markdown(records)
+
+
+def test_search_recall_report(tmp_path):
+    from bench import search_recall
+
+    search_recall.main(["--classes", "3000", "--dim", "16", "--queries", "60", "--nprobe", "1", "1000",
+                        "--out", str(tmp_path), "--name", "recall"])
+    result = json.loads((tmp_path / "recall.json").read_text())
+    first, every_cell = result["rows"]
+    assert every_cell["nprobe"] == result["nlist"] and every_cell["recall_at_10"] == 1.0
+    assert every_cell["rank1"] == result["exact_rank1"]
+    assert 0.0 <= first["recall_at_10"] <= every_cell["recall_at_10"]
+    assert "| exact (flat) | 1.000 |" in (tmp_path / "recall.md").read_text()

@@ -89,6 +89,23 @@ def test_ivf_recall_is_measured_and_high_enough():
     assert (found.top_class == reference.top_class).float().mean() >= 0.95
 
 
+def test_nprobe_changes_without_rebuilding():
+    rng = np.random.default_rng(5)
+    centers = rng.standard_normal((4000, 16)).astype(np.float32)
+    queries = rng.standard_normal((200, 16)).astype(np.float32)
+    tuned = search.ClassCenterIndex(centers, method="ivf", nprobe=1)
+    tuned.nprobe = 8
+    built = search.ClassCenterIndex(centers, method="ivf", nprobe=8)
+    assert tuned.nprobe == 8
+    np.testing.assert_array_equal(tuned.search(queries, 5)[1], built.search(queries, 5)[1])
+    tuned.nprobe = 10 * tuned.nlist  # capped at every cell: exact
+    assert tuned.nprobe == tuned.nlist and tuned.recall(queries, k=5) == 1.0
+    with pytest.raises(ValueError, match="nprobe must be"):
+        tuned.nprobe = 0
+    with pytest.raises(ValueError, match="method='ivf' only"):
+        search.ClassCenterIndex(centers).nprobe = 4
+
+
 def test_bad_arguments():
     embeddings, weight = _inputs(rows=3, classes=10)
     with pytest.raises(ValueError, match="method must be"):
