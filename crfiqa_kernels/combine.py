@@ -8,6 +8,7 @@ the same arithmetic serves both:
     lse    = M + log Σ_s row_sumexp_s · exp(row_max_s − M)
     ccs    = the one target cosine present (NaN if none)
     nnccs  = max_s nn_cos_s,   nn_index = the lowest global index attaining it
+    (NaN where lse is NaN: see the end of combine_partials)
 """
 from __future__ import annotations
 
@@ -57,4 +58,9 @@ def combine_partials(partials: Partials, class_offset: int = 0, reducer: SplitRe
     attains = (partials.nn_cos == nn_cos) | torch.isnan(nn_cos)
     candidates = torch.where(attains, partials.nn_index + class_offset, _NO_INDEX)
     nn_index = reducer.min(candidates)
+
+    # A NaN or Inf input touching the row makes every sum of exponentials holding it NaN, and SUM
+    # keeps NaN in every reducer, while the MAX of NCCL and gloo may drop it: NNCCS follows lse,
+    # so it is never silently finite.
+    nn_cos = torch.where(torch.isnan(lse), float("nan"), nn_cos)
     return RowStats(lse, target_cos, nn_cos, nn_index)

@@ -4,7 +4,7 @@ import torch
 from crfiqa_kernels import Margin
 from crfiqa_kernels.backends import chunked
 from crfiqa_kernels.backends.contract import Partials
-from crfiqa_kernels.combine import combine_partials
+from crfiqa_kernels.combine import SplitReducer, combine_partials
 
 
 def _inputs(seed=0):
@@ -61,3 +61,28 @@ def test_ties_pick_the_lowest_index_across_shards():
     stats = combine_partials(partials)
     assert stats.nn_index.item() == 4
     torch.testing.assert_close(stats.lse, torch.log(torch.tensor([2.0])))
+
+
+class _NanDroppingReducer(SplitReducer):
+    """Reduces splits as the MAX of NCCL and gloo may: a NaN loses to any number."""
+
+    def max(self, t):
+        return torch.where(torch.isnan(t), float("-inf"), t).amax(dim=0)
+
+
+def test_nan_center_on_another_shard_is_not_dropped_from_nnccs():
+    e_hat, weight, w_inv_norm, labels = _inputs()
+    weight = weight.clone()
+    weight[90, 3] = float("nan")  # a negative for every row but none labelled 90, in the last shard
+    w_inv_norm = 1.0 / weight.norm(dim=1)
+    margin = Margin()
+    shards = []
+    for start, stop in [(0, 17), (17, 80), (80, 100)]:
+        local = torch.where((labels >= start) & (labels < stop), labels - start, -1)
+        part = chunked.forward_partials(e_hat, weight[start:stop], w_inv_norm[start:stop], local, margin)
+        shards.append(part._replace(nn_index=part.nn_index + start))
+    stacked = Partials(*(torch.cat(fields) for fields in zip(*shards)))
+    combined = combine_partials(stacked, reducer=_NanDroppingReducer())
+    assert torch.isnan(combined.lse).all() and torch.isnan(combined.nn_cos).all()
+    labelled = labels >= 0
+    assert torch.isfinite(combined.target_cos[labelled]).all()  # the own-center cosine stays defined
