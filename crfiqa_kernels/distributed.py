@@ -31,7 +31,7 @@ from .backends.contract import accumulate_dtype
 from .combine import RowStats, SplitReducer, combine_partials
 from .margin import Margin
 from .negative_sampling import labels_in_sample, sample_classes
-from .ops import _compute_dtype, _normalize, _resolve_backend
+from .ops import compute_dtype_of, normalize_operands, resolve_backend
 from .results import MarginCCSOutput
 from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows, save_atomically
 from .validation import check_head_arguments
@@ -359,10 +359,10 @@ class ShardedMarginCCSHead(nn.Module):
         labels_local = torch.where(mine, labels - self.class_start, -1)
 
         config = _ShardConfig(
-            _resolve_backend(self.backend, local_embeddings.device), self.margin, self.margin_grad,
-            _compute_dtype(local_embeddings), self.class_start, group,
+            resolve_backend(self.backend, local_embeddings.device), self.margin, self.margin_grad,
+            compute_dtype_of(local_embeddings), self.class_start, group,
         )
-        e_hat, w_inv_norm = _normalize(embeddings, self.weight)
+        e_hat, w_inv_norm = normalize_operands(embeddings, self.weight)
         if self.training and self.num_sample < self.num_local:
             sampled = sample_classes(labels_local, self.num_local, self.num_sample)
             self.sampled_classes = sampled + self.class_start

@@ -109,11 +109,11 @@ margin_ccs_rows.register_autograd(_backward, setup_context=_setup_context)
 
 
 @torch.compiler.assume_constant_result
-def _resolve_backend(name: str, device: torch.device) -> str:
+def resolve_backend(name: str, device: torch.device) -> str:
     return backends.resolve(name, device)
 
 
-def _compute_dtype(embeddings: Tensor) -> torch.dtype:
+def compute_dtype_of(embeddings: Tensor) -> torch.dtype:
     """The embeddings' dtype, or the autocast dtype when autocast is on and they are float32."""
     device_type = embeddings.device.type
     if embeddings.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
@@ -126,7 +126,7 @@ def _check_values(embeddings, weight, labels, *, validate, check_finite):
         check_values(embeddings, weight, labels, check_finite=check_finite)
 
 
-def _normalize(embeddings, weight):
+def normalize_operands(embeddings, weight):
     """``ê`` (differentiable, accumulate dtype) and ``1 / max(‖W_j‖, 1e-12)`` (no gradient)."""
     acc = accumulate_dtype(embeddings)
     e_hat = F.normalize(embeddings.to(acc), dim=1, eps=NORM_FLOOR)
@@ -167,14 +167,14 @@ def margin_ccs_loss(
     margin = Margin() if margin is None else margin
     check_inputs(embeddings, weight, labels, labels_required=True)
     check_options(margin, reduction, margin_grad)
-    name = _resolve_backend(backend, embeddings.device)
-    compute_dtype = _compute_dtype(embeddings)
+    name = resolve_backend(backend, embeddings.device)
+    compute_dtype = compute_dtype_of(embeddings)
     _check_values(embeddings, weight, labels, validate=validate, check_finite=check_finite)
     if name == "reference":
         return margin_ccs_loss_reference(
             embeddings.to(compute_dtype), weight, labels, margin, reduction=reduction, margin_grad=margin_grad
         )
-    e_hat, w_inv_norm = _normalize(embeddings, weight)
+    e_hat, w_inv_norm = normalize_operands(embeddings, weight)
     labels = labels.long()
     row_loss, _, ccs, nnccs, nn_index = margin_ccs_rows(
         e_hat, weight, w_inv_norm, labels, compute_dtype, *_margin_args(margin), margin_grad, name
@@ -207,13 +207,13 @@ def class_stats(
     it, a second one the runner-up.
     """
     check_inputs(embeddings, weight, labels, labels_required=False)
-    name = _resolve_backend(backend, embeddings.device)
+    name = resolve_backend(backend, embeddings.device)
     if name == "reference":
         name = "chunked"  # statistics only: the chunked path is exact and needs no B × C buffer
     _check_values(embeddings, weight, labels, validate=validate, check_finite=check_finite)
     with torch.no_grad():
-        e_hat, w_inv_norm = _normalize(embeddings, weight)
-        compute_dtype = _compute_dtype(embeddings)
+        e_hat, w_inv_norm = normalize_operands(embeddings, weight)
+        compute_dtype = compute_dtype_of(embeddings)
 
         def rows(row_labels):
             return margin_ccs_rows(
