@@ -25,13 +25,30 @@ def tile_ranges(num_classes: int, batch: int):
         yield start, min(start + tile, num_classes)
 
 
-def _cosine_tile(e_hat, weight, w_inv_norm, start, stop):
-    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes, product in ê's dtype, result upcast."""
+def _product(a, b):
+    """``a @ b`` of operands in the compute dtype, accumulated and returned in the accumulate dtype:
+    a tensor core's contract (DESIGN §2). A half-precision output would round every tile's partial
+    sum, and the tiles' partial sums of ∂ℓ/∂ê cancel (the target's term against the others), so the
+    error would grow with the number of tiles. The caller's autocast, already applied to the
+    operands' dtype, must not round the float32 product again."""
+    acc = accumulate_dtype(a)
+    with torch.autocast(a.device.type, enabled=False):
+        if a.is_cuda and a.dtype in (torch.float16, torch.bfloat16):
+            return torch.mm(a, b, out_dtype=acc)
+        return a.to(acc) @ b.to(acc)
+
+
+def _normalized_tile(e_hat, weight, w_inv_norm, start, stop):
+    """ŵ_j = W_j / max(‖W_j‖, 1e-12) for the tile's classes, in the accumulate dtype. Normalized
+    before any rounding to the compute dtype: float16 holds neither a raw W of norm ≳ 6.5e4 nor
+    ∂ℓ/∂c_ij / ‖W_j‖ for a small W_j."""
     acc = accumulate_dtype(e_hat)
-    w_tile = weight[start:stop]
-    cos = (e_hat @ w_tile.to(e_hat.dtype).T).to(acc)
-    cos.mul_(w_inv_norm[start:stop].to(acc)).clamp_(-1.0, 1.0)
-    return cos
+    return weight[start:stop].to(acc) * w_inv_norm[start:stop].to(acc).unsqueeze(1)
+
+
+def _cosine_tile(e_hat, w_hat):
+    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes: ŵ rounded to ê's dtype, product in float32."""
+    return _product(e_hat, w_hat.to(e_hat.dtype).T).clamp_(-1.0, 1.0)
 
 
 def _target_column(labels_local, start, stop):
@@ -50,7 +67,7 @@ def _put_column(buffer, column, in_tile, value):
 def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partials:
     fields = [[] for _ in Partials._fields]
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
-        buffer = _cosine_tile(e_hat, weight, w_inv_norm, start, stop)
+        buffer = _cosine_tile(e_hat, _normalized_tile(e_hat, weight, w_inv_norm, start, stop))
         in_tile, column = _target_column(labels_local, start, stop)
         target_cos = buffer.gather(1, column).squeeze(1)
 
@@ -76,7 +93,8 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     d_weight = torch.empty_like(weight)
     row_grad = row_grad.to(acc).unsqueeze(1)
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
-        buffer = _cosine_tile(e_hat, weight, w_inv_norm, start, stop)
+        w_hat = _normalized_tile(e_hat, weight, w_inv_norm, start, stop)
+        buffer = _cosine_tile(e_hat, w_hat)
         in_tile, column = _target_column(labels_local, start, stop)
         target_cos = buffer.gather(1, column).squeeze(1)
 
@@ -94,14 +112,13 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         _put_column(buffer, column, in_tile, target_grad)
         d_cos = buffer
 
-        # ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij ê_i;  ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j = Σ_j (∂ℓ/∂c_ij / ‖W_j‖) W_j.
-        inv = w_inv_norm[start:stop].to(acc)
-        d_w_hat = (d_cos.to(e_hat.dtype).T @ e_hat).to(acc)
-        d_cos.mul_(inv)
-        d_e_hat += (d_cos.to(e_hat.dtype) @ weight[start:stop].to(e_hat.dtype)).to(acc)
+        # ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij ê_i;  ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j.
+        d_cos_operand = d_cos.to(e_hat.dtype)
+        d_w_hat = _product(d_cos_operand.T, e_hat)
+        d_e_hat += _product(d_cos_operand, w_hat.to(e_hat.dtype))
 
         # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
-        w_hat = weight[start:stop].to(acc) * inv.unsqueeze(1)
+        inv = w_inv_norm[start:stop].to(acc).unsqueeze(1)
         radial = (w_hat * d_w_hat).sum(dim=1, keepdim=True)
-        d_weight[start:stop] = ((d_w_hat - w_hat * radial) * inv.unsqueeze(1)).to(weight.dtype)
+        d_weight[start:stop] = ((d_w_hat - w_hat * radial) * inv).to(weight.dtype)
     return d_e_hat, d_weight

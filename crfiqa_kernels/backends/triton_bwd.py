@@ -141,20 +141,20 @@ def _backward_kernel(
             # Jacobian needs ŵ_j · ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij (ê_i · ŵ_j) = Σ_i ∂ℓ/∂c_ij c_ij (the cosine
             # before the clamp): a sum over the batch, so no program needs the other columns.
             radial += tl.sum(d_cos * raw_cos, axis=0)
+            d_cos_operand = dot_operand(d_cos, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)
             e_chunk = tl.load(
                 e_block_ptr + (offs_b[:, None] * stride_eb + dw_cols[None, :] * stride_ed),
                 mask=row_mask[:, None] & dw_mask[None, :], other=0.0,
             )
             d_w_hat = tl.dot(
-                tl.trans(dot_operand(d_cos, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)),
+                tl.trans(d_cos_operand),
                 dot_operand(e_chunk, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
                 d_w_hat,
                 input_precision=INPUT_PRECISION,
             )
 
-            # ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j = Σ_j (∂ℓ/∂c_ij / ‖W_j‖) W_j, this tile's share, BLOCK_D
-            # columns at a time.
-            d_cos_w = dot_operand(d_cos * w_inv_norm[None, :], COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)
+            # ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j, this tile's share, BLOCK_D columns at a time (ŵ formed
+            # before the rounding: float16 holds no ∂ℓ/∂c_ij / ‖W_j‖ for a small W_j).
             for sub in tl.static_range(0, BLOCK_DW, BLOCK_D):
                 d = tl.program_id(0) * BLOCK_DW + sub + tl.arange(0, BLOCK_D)
                 d_mask = d < dim
@@ -162,7 +162,8 @@ def _backward_kernel(
                     w_tile_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
                     mask=col_mask[:, None] & d_mask[None, :], other=0.0,
                 )
-                d_e = tl.dot(d_cos_w, dot_operand(w_sub, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
+                w_hat_sub = w_sub.to(ACC_DTYPE) * w_inv_norm[:, None]
+                d_e = tl.dot(d_cos_operand, dot_operand(w_hat_sub, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
                              input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
                 d_e_ptrs = d_e_block_ptr + (offs_b[:, None] * dim + d[None, :])
                 d_e_mask = row_mask[:, None] & d_mask[None, :]

@@ -3,7 +3,7 @@
 Grid: (batch tiles, class splits); batch tiles vary fastest so the programs reading the same class
 tiles run side by side and share them through L2. A program walks the class tiles of its split:
 
-    cos   = clamp((ê_rows · W_colsᵀ) · w_inv_norm_cols, -1, 1)      tl.dot, fp32 accumulation
+    cos   = clamp(ê_rows · (W_cols · w_inv_norm_cols)ᵀ, -1, 1)      tl.dot, fp32 accumulation
     logit = s·cos, s·φ(cos) at the label column                       (log2 units: × log2 e)
     online max / Σ exp2 of the logits, the target cosine, the running max of the negatives and its
     lowest index.
@@ -268,12 +268,14 @@ def cosine_tile(
     COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, EMULATE_BF16: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    """``ê_rows · ŵ_colsᵀ`` before the clamp: Σ_k ê[rows, k]·W[cols, k] over chunks of ``BLOCK_D``
-    columns with the operands in the compute dtype, then × 1/‖W_j‖ (zero outside the masks).
+    """``ê_rows · ŵ_colsᵀ`` before the clamp: Σ_k ê[rows, k]·ŵ[cols, k] over chunks of ``BLOCK_D``
+    columns, ŵ = W·(1/‖W_j‖) formed in the accumulate dtype and both operands then rounded to the
+    compute dtype (float16 holds no raw W of norm ≳ 6.5e4); zero outside the masks.
     ``e_ptr``, ``w_ptr`` and ``w_inv_norm_ptr`` point at the tile's first row and class, so the
     per-element offsets stay within the tile (32-bit)."""
     offs_b = tl.arange(0, BLOCK_B)
     offs_c = tl.arange(0, BLOCK_C)
+    w_inv_norm = tl.load(w_inv_norm_ptr + offs_c, mask=col_mask, other=0.0)
     acc = tl.zeros((BLOCK_B, BLOCK_C), ACC_DTYPE)
     for k in range(0, dim, BLOCK_D):
         d = k + tl.arange(0, BLOCK_D)
@@ -282,14 +284,14 @@ def cosine_tile(
                     mask=row_mask[:, None] & d_mask[None, :], other=0.0)
         w = tl.load(w_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
                     mask=col_mask[:, None] & d_mask[None, :], other=0.0)
+        w_hat = w.to(ACC_DTYPE) * w_inv_norm[:, None]
         acc = tl.dot(
             dot_operand(e, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
-            tl.trans(dot_operand(w, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)),
+            tl.trans(dot_operand(w_hat, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)),
             acc,
             input_precision=INPUT_PRECISION,
         )
-    w_inv_norm = tl.load(w_inv_norm_ptr + offs_c, mask=col_mask, other=0.0)
-    return acc * w_inv_norm[None, :]
+    return acc
 
 
 @triton.jit

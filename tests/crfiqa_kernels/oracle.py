@@ -43,10 +43,10 @@ def make_problem(batch, classes, dim, *, dtype, seed, labels=None, ignored=(), d
 
 
 def run_op(problem: Problem, backend: str, margin: Margin, margin_grad: str, *, to=None) -> dict:
-    """Outputs and gradients of the op for ``reduction="none"`` and the problem's row gradient."""
-    dtype = to or problem.embeddings.dtype
-    embeddings = problem.embeddings.detach().to(dtype).requires_grad_()
-    weight = problem.weight.detach().to(dtype).requires_grad_()
+    """Outputs and gradients of the op for ``reduction="none"`` and the problem's row gradient,
+    in the problem's dtypes or both in ``to``."""
+    embeddings = problem.embeddings.detach().to(to or problem.embeddings.dtype).requires_grad_()
+    weight = problem.weight.detach().to(to or problem.weight.dtype).requires_grad_()
     out = margin_ccs_loss(
         embeddings, weight, problem.labels, margin, reduction="none", margin_grad=margin_grad, backend=backend
     )

@@ -1,0 +1,65 @@
+"""Fresh random problems on every run: shapes, dtypes, margins, ignored rows and tile sizes drawn by
+hypothesis, each backend against the float64 oracle. A failure prints the drawn example."""
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crfiqa_kernels import Margin
+from crfiqa_kernels.backends import chunked
+
+from .oracle import DTYPES, assert_matches_oracle, backends_on, make_problem
+
+# Interpreted Triton is slow: fewer examples for it.
+EXAMPLES = {"chunked": 80, "triton": 20}
+MARGINS = st.sampled_from([
+    Margin.arcface(s=64.0, m=0.5),
+    Margin.cosface(s=30.0, m=0.35),
+    Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1),
+])
+
+
+@st.composite
+def problems(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    batch = draw(st.integers(1, 40))
+    classes = draw(st.integers(2, 300))
+    # Near |c| = 1 the margin's gradient is ill-conditioned (φ' grows like 1/sin θ, its slope like
+    # 1/sin³ θ): a cosine's last-bit rounding then moves dE by more than any tolerance, for every
+    # implementation alike, and the rule's same-dtype error is one coin toss. Random directions in
+    # D ≥ 16 dimensions keep |c| well below 1; the fixed-shape tests cover smaller D.
+    dim = draw(st.integers(16, 80))
+    ignored = draw(st.one_of(st.just(set(range(batch))), st.sets(st.integers(0, batch - 1), max_size=batch)))
+    labels = draw(st.lists(st.integers(0, classes - 1), min_size=batch, max_size=batch))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return make_problem(batch, classes, dim, dtype=dtype, seed=seed, labels=labels, ignored=sorted(ignored))
+
+
+@pytest.mark.parametrize("backend", backends_on("cpu"))
+def test_random_problems_match_the_oracle(backend, monkeypatch):
+    @settings(max_examples=EXAMPLES.get(backend, 8), deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(problem=problems(), margin=MARGINS, margin_grad=st.sampled_from(["exact", "straight_through"]),
+           tile=st.integers(1, 64))
+    def check(problem, margin, margin_grad, tile):
+        # Any tile width, so that tiles are ragged and labels fall on their borders.
+        monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + tile, c)) for s in range(0, c, tile)))
+        assert_matches_oracle(problem, backend, margin, margin_grad)
+
+    check()
+
+
+def test_problem_strategy_covers_the_edges():
+    """The strategy reaches B = 1, C = 2, all-ignored batches and half precision."""
+    seen = {"B=1": False, "C=2": False, "all ignored": False, "half": False}
+
+    @settings(max_examples=300, deadline=None)
+    @given(problems())
+    def collect(problem):
+        seen["B=1"] |= problem.labels.numel() == 1
+        seen["C=2"] |= problem.weight.shape[0] == 2
+        seen["all ignored"] |= bool((problem.labels == -1).all())
+        seen["half"] |= problem.embeddings.dtype != torch.float32
+
+    collect()
+    assert all(seen.values()), seen
