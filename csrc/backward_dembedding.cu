@@ -4,9 +4,10 @@
 // of dê and walks the class tiles of its split, accumulating in registers:
 //   1. recompute the cosine tile (rows × classes, all D columns) on the tensor cores;
 //   2. turn it into ∂ℓ/∂c_ij (cosine_grad, derivation there);
-//   3. ∂ℓ/∂ê_i += Σ_j ∂ℓ/∂c_ij ŵ_j = Σ_j (∂ℓ/∂c_ij · w_inv_norm_j) W_j: a second tile product with
-//      ∂ℓ/∂c · w_inv_norm (rounded to the compute dtype, as the chunked backend) as A and the block's
-//      columns of W (converted to the compute dtype) as B, through shared memory.
+//   3. ∂ℓ/∂ê_i += Σ_j ∂ℓ/∂c_ij ŵ_j: a second tile product with ∂ℓ/∂c (rounded to the compute dtype)
+//      as A and the block's columns of ŵ = W · w_inv_norm (scaled in float, then rounded, as the
+//      chunked backend: float16 holds no ∂ℓ/∂c_ij / ‖W_j‖ for a small W_j) as B, through shared
+//      memory.
 // The embeddings' own normalization Jacobian is applied by PyTorch autograd outside (ops.py).
 // At the end each block adds its split's share to the output:
 //   - deterministic: split s stores into its own slice, rows [s·B, (s+1)·B) of d_e (every element of
@@ -84,7 +85,7 @@ struct DEmbeddingKernel {
       Tile::compute(d_cos, sm.shared.tile, p.in, row0, col0, tid);
       cosine_grad(d_cos, rows, cols, p.margin, p.rows.exact_margin_grad);
 
-      // ∂ℓ/∂c_ij / ‖W_j‖ (rows × classes) and the block's columns of W (classes × columns).
+      // ∂ℓ/∂c_ij (rows × classes) and the block's columns of ŵ (classes × columns).
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -92,15 +93,15 @@ struct DEmbeddingKernel {
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             sm.d_cos[at.row(mi, i >> 1) * kGradLd + at.col(ni, i & 1)] =
-                from_float<T>(d_cos[mi][ni][i] * cols[ni][i & 1].inv_norm);
+                from_float<T>(d_cos[mi][ni][i]);
           }
         }
       }
       CopyColumns::copy(sm.shared.w_cols, kWeightLd, p.in.w, col0, min(kBackwardClasses, p.in.classes - col0), d0,
-                        min(kBackwardColumns, p.in.dim - d0), tid);
+                        min(kBackwardColumns, p.in.dim - d0), tid, p.in.w_inv_norm);
       __syncthreads();
 
-      // ∂ℓ/∂ê[rows, columns] += (∂ℓ/∂c / ‖W‖)[rows, classes] · W[classes, columns].
+      // ∂ℓ/∂ê[rows, columns] += ∂ℓ/∂c[rows, classes] · ŵ[classes, columns].
       warp_mma<P, MI3, NI3, true>(d_e, sm.d_cos + at3.wm * (kBackwardRows / kWarpsM) * kGradLd, kGradLd,
                                   sm.shared.w_cols + at3.wn * (kBackwardColumns / kWarpsN), kWeightLd,
                                   kBackwardClasses, lane);

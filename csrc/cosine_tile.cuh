@@ -1,9 +1,10 @@
 // The cosine tile every kernel starts from, and the cosine gradient the two backward kernels share.
 //
-// CosineTile computes the raw products ê_i · W_j for a BM × BN tile (rows × classes) over all D
-// columns on the tensor cores, streaming BK-wide column slices of ê and W through double-buffered
-// shared memory (the next slice's global reads are in flight while the current one is multiplied).
-// The caller multiplies by 1/‖W_j‖ and clamps. Thread (warp, lane) holds, for mi < MI, ni < NI,
+// CosineTile computes the products ê_i · ŵ_j for a BM × BN tile (rows × classes) over all D
+// columns on the tensor cores, streaming BK-wide column slices of ê and ŵ = W · (1/‖W_j‖) (scaled
+// in float as it is copied, then rounded to the compute dtype) through double-buffered shared
+// memory (the next slice's global reads are in flight while the current one is multiplied).
+// The caller clamps. Thread (warp, lane) holds, for mi < MI, ni < NI,
 // i < 4, the element at
 //   row    wm·WM + 16·mi + g + 8·(i / 2)      (wm = warp / WARPS_N, g = lane / 4)
 //   class  wn·WN + 8·ni + 2·t + (i % 2)       (wn = warp % WARPS_N, t = lane % 4)
@@ -48,7 +49,7 @@ struct CosineTile {
     alignas(16) T w[2][BN * kLd];
   };
 
-  // acc = ê[row0, row0 + BM) · W[col0, col0 + BN)ᵀ, rows ≥ B and classes ≥ C reading as zero.
+  // acc = ê[row0, row0 + BM) · ŵ[col0, col0 + BN)ᵀ, rows ≥ B and classes ≥ C reading as zero.
   // Ends with __syncthreads(), so the caller may reuse ``sm`` at once.
   __device__ static void compute(float (&acc)[MI][NI][4], Smem& sm, const CosineOperands& in, int row0, int col0,
                                  int tid) {
@@ -62,7 +63,7 @@ struct CosineTile {
     CopyW copy_w;
     const int slices = (in.dim + BK - 1) / BK;
     copy_e.load(in.e, row0, rows, 0, min(BK, in.dim), tid);
-    copy_w.load(in.w, col0, cols, 0, min(BK, in.dim), tid);
+    copy_w.load(in.w, col0, cols, 0, min(BK, in.dim), tid, in.w_inv_norm);
     copy_e.store(sm.e[0], kLd, tid);
     copy_w.store(sm.w[0], kLd, tid);
     __syncthreads();
@@ -72,7 +73,7 @@ struct CosineTile {
       if (more) {
         const int k1 = (slice + 1) * BK;
         copy_e.load(in.e, row0, rows, k1, min(BK, in.dim - k1), tid);
-        copy_w.load(in.w, col0, cols, k1, min(BK, in.dim - k1), tid);
+        copy_w.load(in.w, col0, cols, k1, min(BK, in.dim - k1), tid, in.w_inv_norm);
       }
       warp_mma<P, MI, NI, false>(acc, sm.e[buf] + at.wm * WM * kLd, kLd, sm.w[buf] + at.wn * WN * kLd, kLd, BK,
                                  lane);
@@ -103,18 +104,16 @@ __device__ __forceinline__ BackwardRow load_backward_row(const CosineOperands& i
 // What a thread needs of each of its classes.
 struct ClassColumn {
   int index;  // global class index within the shard
-  float inv_norm;
   bool valid;
 };
 
 __device__ __forceinline__ ClassColumn load_class_column(const CosineOperands& in, int col) {
-  const bool valid = col < in.classes;
-  return {col, valid ? in.w_inv_norm[col] : 0.0f, valid};
+  return {col, col < in.classes};
 }
 
 // Turns the raw products of a tile into ∂ℓ/∂c_ij (zero outside the batch and the shard), in place.
 // With the final lse_i and upstream gradient g_i of each row (DESIGN §2):
-//   c_ij = clamp(ê_i · W_j / ‖W_j‖, -1, 1),  z_ij = s·c_ij, and s·φ(c_iy) at the label column,
+//   c_ij = clamp(ê_i · ŵ_j, -1, 1),  z_ij = s·c_ij, and s·φ(c_iy) at the label column,
 //   p_ij = exp(z_ij − lse_i)                 (the softmax of row i over all classes of all shards)
 //   ∂ℓ_i/∂z_ij = p_ij − [j = y_i]             (ℓ_i = lse_i − z_iy)
 //   ∂ℓ/∂c_ij = s·g_i·(p_ij − [j = y_i]), times φ'(c_iy) at the label with the exact margin gradient
@@ -139,7 +138,7 @@ __device__ __forceinline__ void cosine_grad_impl(float (&acc)[MI][NI][4], const 
         for (int e = 0; e < 2; ++e) {
           const ClassColumn& col = cols[ni][e];
           float& x = acc[mi][ni][2 * h + e];
-          const float raw = x * col.inv_norm;
+          const float raw = x;
           const float c = clamp_cosine(raw);
           const bool target = row.label == col.index;
           const float z = margin.s * (target ? margin_phi(c, margin) : c);

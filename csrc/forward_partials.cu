@@ -1,7 +1,7 @@
 // Forward partials (DESIGN §3): one fused pass over the class centers of a split.
 //
 // Block (row tile, split) walks the split's class tiles in increasing order. For each tile:
-//   c_ij  = clamp(ê_i · W_j · w_inv_norm_j, -1, 1)      tensor cores, fp32 accumulation
+//   c_ij  = clamp(ê_i · ŵ_j, -1, 1), ŵ_j = W_j · w_inv_norm_j   tensor cores, fp32 accumulation
 //   z_ij  = s·c_ij, and s·φ(c_iy) at the label column
 // and every thread folds its own elements into per-row running states — online softmax (max, Σ exp),
 // the nearest negative (largest cosine off the label column, lowest index on ties) and the target
@@ -66,7 +66,7 @@ struct ForwardKernel {
             const ClassColumn& col = cols[ni][e];
             z[ni][e] = 0.0f;
             if (!col.valid) continue;
-            const float c = clamp_cosine(acc[mi][ni][2 * h + e] * col.inv_norm);
+            const float c = clamp_cosine(acc[mi][ni][2 * h + e]);
             if (labels[mi][h] == col.index) {
               st.target = {c, true};
               z[ni][e] = margin.s * margin_phi(c, margin);

@@ -2,7 +2,9 @@
 //
 // A tile is ROWS × COLS elements of a row-major matrix starting at (row0, col0); only rows < rows
 // and columns < cols (the valid extent, possibly smaller than the tile) are read, everything else is
-// written as zero, so no global access ever leaves the matrix whatever its sizes. Work is split in
+// written as zero, so no global access ever leaves the matrix whatever its sizes. With ``row_scale``
+// each valid row is multiplied by row_scale[row] in float before the conversion (W's rows by
+// 1/‖W_j‖: float16 holds no raw W of norm ≳ 6.5e4); row_scale is read for valid rows only. Work is split in
 // 16-byte chunks of the shared tile (kVec elements); a chunk is read with vector loads when it lies
 // wholly inside the valid extent and the matrix allows aligned vectors, element by element otherwise.
 #pragma once
@@ -44,18 +46,18 @@ __device__ __forceinline__ void load_vector(const S* p, S (&out)[kN]) {
 }
 
 template <typename T, typename S>
-__device__ __forceinline__ void load_chunk_typed(Chunk<T>& c, const S* src, int valid, bool vector) {
+__device__ __forceinline__ void load_chunk_typed(Chunk<T>& c, const S* src, int valid, bool vector, float scale) {
   constexpr int kVec = Chunk<T>::kVec;
   if (vector && valid >= kVec) {
     S x[kVec];
     load_vector(src, x);
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) c.v[i] = from_float<T>(to_float(x[i]));
+    for (int i = 0; i < kVec; ++i) c.v[i] = from_float<T>(to_float(x[i]) * scale);
   } else {
 #pragma unroll
     for (int i = 0; i < kVec; ++i) {
       float x = 0.0f;
-      if (i < valid) x = to_float(src[i]);  // never read past the valid extent
+      if (i < valid) x = to_float(src[i]) * scale;  // never read past the valid extent
       c.v[i] = from_float<T>(x);
     }
   }
@@ -63,22 +65,24 @@ __device__ __forceinline__ void load_chunk_typed(Chunk<T>& c, const S* src, int 
 
 // The chunk at (row, col) of ``m``: ``valid`` of its elements lie inside the matrix (≤ 0: none).
 template <typename T>
-__device__ __forceinline__ void load_chunk(Chunk<T>& c, const MatrixRef& m, int64_t row, int64_t col, int valid) {
+__device__ __forceinline__ void load_chunk(Chunk<T>& c, const MatrixRef& m, int64_t row, int64_t col, int valid,
+                                           const float* row_scale) {
   if (valid <= 0) {
 #pragma unroll
     for (int i = 0; i < Chunk<T>::kVec; ++i) c.v[i] = from_float<T>(0.0f);
     return;
   }
   const int64_t offset = row * m.row_stride + col;
+  const float scale = row_scale != nullptr ? row_scale[row] : 1.0f;
   switch (m.dtype) {
     case kFloat16:
-      load_chunk_typed(c, static_cast<const __half*>(m.ptr) + offset, valid, m.vector_ok);
+      load_chunk_typed(c, static_cast<const __half*>(m.ptr) + offset, valid, m.vector_ok, scale);
       break;
     case kBFloat16:
-      load_chunk_typed(c, static_cast<const __nv_bfloat16*>(m.ptr) + offset, valid, m.vector_ok);
+      load_chunk_typed(c, static_cast<const __nv_bfloat16*>(m.ptr) + offset, valid, m.vector_ok, scale);
       break;
     default:
-      load_chunk_typed(c, static_cast<const float*>(m.ptr) + offset, valid, m.vector_ok);
+      load_chunk_typed(c, static_cast<const float*>(m.ptr) + offset, valid, m.vector_ok, scale);
       break;
   }
 }
@@ -98,14 +102,15 @@ struct TileCopy {
   // writes them to shared memory later.
   Chunk<T> stage[kPerThread];
 
-  __device__ __forceinline__ void load(const MatrixRef& m, int64_t row0, int rows, int64_t col0, int cols, int tid) {
+  __device__ __forceinline__ void load(const MatrixRef& m, int64_t row0, int rows, int64_t col0, int cols, int tid,
+                                       const float* row_scale = nullptr) {
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
       const int chunk = tid + i * THREADS;
       const int r = chunk / kChunksPerRow;
       const int c = (chunk % kChunksPerRow) * kVec;
       const int valid = (chunk < kChunks && r < rows) ? cols - c : 0;
-      load_chunk(stage[i], m, row0 + r, col0 + c, valid);
+      load_chunk(stage[i], m, row0 + r, col0 + c, valid, row_scale);
     }
   }
 
@@ -123,13 +128,13 @@ struct TileCopy {
 
   // Unstaged copy, one chunk at a time (for tiles too large to stage in registers).
   __device__ static void copy(T* smem, int ld, const MatrixRef& m, int64_t row0, int rows, int64_t col0, int cols,
-                              int tid) {
+                              int tid, const float* row_scale = nullptr) {
 #pragma unroll 4
     for (int chunk = tid; chunk < kChunks; chunk += THREADS) {
       const int r = chunk / kChunksPerRow;
       const int c = (chunk % kChunksPerRow) * kVec;
       Chunk<T> value;
-      load_chunk(value, m, row0 + r, col0 + c, r < rows ? cols - c : 0);
+      load_chunk(value, m, row0 + r, col0 + c, r < rows ? cols - c : 0, row_scale);
       *reinterpret_cast<uint4*>(smem + r * ld + c) = value.raw();
     }
   }

@@ -78,27 +78,33 @@ def test_float64_inputs_give_the_oracle(backend):
     assert out["loss"].dtype == torch.float64 and out["grad_weight"].dtype == torch.float64
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_float16_embeddings_with_float32_centers_of_any_norm(backend):
+# (backend, device): the CPU backends, and every backend on a GPU where one is present.
+ON_EVERY_DEVICE = [pytest.param(name, "cpu", id=name) for name in CPU_BACKENDS] + [
+    pytest.param(name, "cuda", id=f"{name}-cuda", marks=pytest.mark.gpu) for name in GPU_BACKENDS
+]
+
+
+@pytest.mark.parametrize("backend,device", ON_EVERY_DEVICE)
+def test_float16_embeddings_with_float32_centers_of_any_norm(backend, device):
     """Autocast's case, float16 embeddings and float32 master weights, with centers of norm 1e-6 …
     1e6: ŵ is formed before the rounding to float16, so W·ê does not overflow it."""
-    problem = make_problem(9, 130, 33, dtype=torch.float16, seed=17, ignored=(3,))
-    norms = 10.0 ** torch.arange(-6, 7, dtype=torch.float64).repeat(10)[:130]
+    problem = make_problem(9, 130, 33, dtype=torch.float16, seed=17, ignored=(3,), device=device)
+    norms = 10.0 ** torch.arange(-6, 7, dtype=torch.float64, device=device).repeat(10)[:130]
     problem.weight = (problem.weight.double() * norms.unsqueeze(1) * 20).float()
     out = assert_matches_oracle(problem, backend, MARGINS["arcface"], "exact")
     assert torch.isfinite(out["grad_embeddings"]).all() and torch.isfinite(out["grad_weight"]).all()
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_float16_gradient_through_small_centers_does_not_overflow(backend):
+@pytest.mark.parametrize("backend,device", ON_EVERY_DEVICE)
+def test_float16_gradient_through_small_centers_does_not_overflow(backend, device):
     """Embeddings almost opposite their own small float16 center (c ≈ −1, where ArcFace's φ' is
     large): ∂ℓ/∂c_ij / ‖W_j‖ exceeds float16, though dE and dW (tangential parts) do not. ŵ is
     formed before the rounding, so the product ∂ℓ/∂c · ŵ stays in range."""
-    problem = make_problem(6, 40, 33, dtype=torch.float16, seed=19, labels=[0, 1, 2, 3, 4, 5])
+    problem = make_problem(6, 40, 33, dtype=torch.float16, seed=19, labels=[0, 1, 2, 3, 4, 5], device=device)
     gen = torch.Generator().manual_seed(19)
     weight = torch.randn(40, 33, generator=gen, dtype=torch.float64) * 1e-2
     embeddings = -weight[:6] / weight[:6].norm(dim=1, keepdim=True) + 0.04 * torch.randn(6, 33, generator=gen)
-    problem.weight, problem.embeddings = weight.to(torch.float16), embeddings.to(torch.float16)
+    problem.weight, problem.embeddings = weight.to(device, torch.float16), embeddings.to(device, torch.float16)
     problem.row_grad *= 30.0  # as from reduction="sum" over a larger batch
     out = assert_matches_oracle(problem, backend, MARGINS["arcface"], "exact")
     assert torch.isfinite(out["grad_embeddings"]).all() and torch.isfinite(out["grad_weight"]).all()
