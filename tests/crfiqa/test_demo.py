@@ -34,11 +34,13 @@ def test_digits_split_is_disjoint_and_seeded():
 
 
 def test_shortened_demo_shows_a_real_effect(tmp_path, one_thread):
-    settings = DemoSettings(epochs=4, lr_steps=(3, 4))
+    # Six epochs: over seeds 0-3 ρ lies in [-0.57, -0.49]; four epochs (ρ from -0.21 to -0.37) left
+    # the effect at the mercy of last-bit changes in the op's rounding.
+    settings = DemoSettings(epochs=6, lr_steps=(4, 6))
     lines = []
     metrics = run_demo(str(tmp_path), settings, progress=False, echo=lines.append)
     # Predicted quality falls with degradation strength, far beyond chance.
-    assert metrics["spearman"] < -0.2 and metrics["spearman_p_value"] < 1e-8
+    assert metrics["spearman"] < -0.3 and metrics["spearman_p_value"] < 1e-12
     # Discarding by predicted quality lowers the FNMR of the genuine pairs below random rejection.
     edc = metrics["edc"]
     assert edc["fnmr_at_discard_limit"]["CR-FIQA quality"] < 0.9 * edc["starting_fnmr"]
