@@ -8,6 +8,8 @@
 #   bench     python -m bench --preset gpu, gpu-stats (needs faiss-gpu) and gpu-scale
 # Logs and benchmark results go to $OUT (default /tmp/gpu-run); bench results also to bench/results.
 # Usage: tests/gpu/run_on_device.sh build tests [memcheck] [bench]
+# Triton older than setup.py's floor (3.8) is not supported: install a newer wheel first where the
+# machine's image holds an older one.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/gpu-run}"
