@@ -10,8 +10,9 @@ from crfiqa_kernels.backends import chunked
 
 from .oracle import DTYPES, assert_matches_oracle, backends_on, make_problem
 
-# Interpreted Triton is slow: fewer examples for it.
-EXAMPLES = {"chunked": 80, "triton": 20}
+# Examples per run: interpreted Triton is slow on a CPU; on a GPU every backend is fast.
+CPU_EXAMPLES = {"chunked": 80, "triton": 20}
+GPU_EXAMPLES = 200
 MARGINS = st.sampled_from([
     Margin.arcface(s=64.0, m=0.5),
     Margin.cosface(s=30.0, m=0.35),
@@ -20,7 +21,7 @@ MARGINS = st.sampled_from([
 
 
 @st.composite
-def problems(draw):
+def problems(draw, device="cpu"):
     dtype = draw(st.sampled_from(DTYPES))
     batch = draw(st.integers(1, 40))
     classes = draw(st.integers(2, 300))
@@ -32,14 +33,21 @@ def problems(draw):
     ignored = draw(st.one_of(st.just(set(range(batch))), st.sets(st.integers(0, batch - 1), max_size=batch)))
     labels = draw(st.lists(st.integers(0, classes - 1), min_size=batch, max_size=batch))
     seed = draw(st.integers(0, 2**31 - 1))
-    return make_problem(batch, classes, dim, dtype=dtype, seed=seed, labels=labels, ignored=sorted(ignored))
+    return make_problem(batch, classes, dim, dtype=dtype, seed=seed, labels=labels, ignored=sorted(ignored),
+                        device=device)
 
 
-@pytest.mark.parametrize("backend", backends_on("cpu"))
-def test_random_problems_match_the_oracle(backend, monkeypatch):
-    @settings(max_examples=EXAMPLES.get(backend, 8), deadline=None,
+# (backend, device): the CPU backends, and every backend on a GPU where one is present.
+ON_EVERY_DEVICE = [pytest.param(name, "cpu", id=name) for name in backends_on("cpu")] + [
+    pytest.param(name, "cuda", id=f"{name}-cuda", marks=pytest.mark.gpu) for name in ("chunked", "triton", "cuda")
+]
+
+
+@pytest.mark.parametrize("backend,device", ON_EVERY_DEVICE)
+def test_random_problems_match_the_oracle(backend, device, monkeypatch):
+    @settings(max_examples=CPU_EXAMPLES[backend] if device == "cpu" else GPU_EXAMPLES, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(problem=problems(), margin=MARGINS, margin_grad=st.sampled_from(["exact", "straight_through"]),
+    @given(problem=problems(device), margin=MARGINS, margin_grad=st.sampled_from(["exact", "straight_through"]),
            tile=st.integers(1, 64))
     def check(problem, margin, margin_grad, tile):
         # Any tile width, so that tiles are ragged and labels fall on their borders.
