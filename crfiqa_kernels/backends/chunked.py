@@ -25,17 +25,22 @@ def tile_ranges(num_classes: int, batch: int):
         yield start, min(start + tile, num_classes)
 
 
-def _product(a, b):
-    """``a @ b`` of operands in the compute dtype, accumulated and returned in the accumulate dtype:
-    a tensor core's contract (DESIGN §2). A half-precision output would round every tile's partial
-    sum, and the tiles' partial sums of ∂ℓ/∂ê cancel (the target's term against the others), so the
+def _product(a, b, *, summed_across_tiles=False):
+    """``a @ b`` of operands in the compute dtype, accumulated in fp32 and returned in the accumulate
+    dtype. A half-precision result is rounded once: on CUDA never (``out_dtype``: a tensor core's
+    contract, DESIGN §2); on a CPU, where PyTorch's half GEMMs return half precision and fp32 products
+    cost several times as much, only for values complete within a tile (cosines, ∂ℓ/∂ŵ_j), rounded
+    exactly as the same-dtype reference rounds them. ∂ℓ/∂ê sums over tiles whose partial sums cancel
+    (the target's term against the others): ``summed_across_tiles`` keeps those in fp32, or the
     error would grow with the number of tiles. The caller's autocast, already applied to the
-    operands' dtype, must not round the float32 product again."""
+    operands' dtype, is switched off."""
     acc = accumulate_dtype(a)
     with torch.autocast(a.device.type, enabled=False):
         if a.is_cuda and a.dtype in (torch.float16, torch.bfloat16):
             return torch.mm(a, b, out_dtype=acc)
-        return a.to(acc) @ b.to(acc)
+        if summed_across_tiles:
+            return a.to(acc) @ b.to(acc)
+        return (a @ b).to(acc)
 
 
 def _normalized_tile(e_hat, weight, w_inv_norm, start, stop):
@@ -47,7 +52,7 @@ def _normalized_tile(e_hat, weight, w_inv_norm, start, stop):
 
 
 def _cosine_tile(e_hat, w_hat):
-    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes: ŵ rounded to ê's dtype, product in float32."""
+    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes, ŵ rounded to ê's dtype."""
     return _product(e_hat, w_hat.to(e_hat.dtype).T).clamp_(-1.0, 1.0)
 
 
@@ -115,7 +120,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         # ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij ê_i;  ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j.
         d_cos_operand = d_cos.to(e_hat.dtype)
         d_w_hat = _product(d_cos_operand.T, e_hat)
-        d_e_hat += _product(d_cos_operand, w_hat.to(e_hat.dtype))
+        d_e_hat += _product(d_cos_operand, w_hat.to(e_hat.dtype), summed_across_tiles=True)
 
         # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
         inv = w_inv_norm[start:stop].to(acc).unsqueeze(1)
