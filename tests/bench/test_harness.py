@@ -240,3 +240,14 @@ def test_search_recall_report(tmp_path):
     assert every_cell["rank1"] == result["exact_rank1"]
     assert 0.0 <= first["recall_at_10"] <= every_cell["recall_at_10"]
     assert "| exact (flat) | 1.000 |" in (tmp_path / "recall.md").read_text()
+
+
+def test_profile_step_reports_the_matrix_product_share(capsys):
+    from bench import profile_step
+
+    threads = torch.get_num_threads()
+    try:
+        profile_step.main(["--shape", "tiny", "--threads", "1", "--rows", "5"])
+    finally:
+        torch.set_num_threads(threads)
+    assert "in matrix products" in capsys.readouterr().out.splitlines()[-1]
