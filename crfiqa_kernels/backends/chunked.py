@@ -80,11 +80,13 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partial
         _put_column(buffer, column, in_tile, torch.full_like(target_cos, float("-inf")))
         nn_cos, nn_index = buffer.max(dim=1)
 
-        # Logits: s·c everywhere, s·φ(c) at the target.
-        buffer.mul_(margin.s)
-        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos))
-        row_max = buffer.amax(dim=1)
-        row_sumexp = buffer.sub_(row_max.unsqueeze(1)).exp_().sum(dim=1)
+        # Logits z: s·c everywhere, s·φ(c) at the target, so the row's largest is s·NNCCS or s·φ(CCS)
+        # (NaN if either is). exp(z − max) in two passes: s·c − max, then exp.
+        target_logit = torch.where(in_tile, margin.s * margin.phi(target_cos), float("-inf"))
+        row_max = torch.maximum(margin.s * nn_cos, target_logit)
+        torch.add(-row_max.unsqueeze(1), buffer, alpha=margin.s, out=buffer)
+        _put_column(buffer, column, in_tile, target_logit - row_max)
+        row_sumexp = buffer.exp_().sum(dim=1)
 
         target_cos = torch.where(in_tile, target_cos, float("nan"))
         for field, value in zip(fields, (row_max, row_sumexp, target_cos, nn_cos, nn_index + start)):
@@ -97,6 +99,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     d_e_hat = torch.zeros(e_hat.shape, dtype=acc, device=e_hat.device)
     d_weight = torch.empty_like(weight)
     row_grad = row_grad.to(acc).unsqueeze(1)
+    lse = lse.to(acc)
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
         w_hat = _normalized_tile(e_hat, weight, w_inv_norm, start, stop)
         buffer = _cosine_tile(e_hat, w_hat)
@@ -104,9 +107,9 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         target_cos = buffer.gather(1, column).squeeze(1)
 
         # p_ij = exp(z_ij − lse_i) with z = s·c, and s·φ(c) at the target.
-        buffer.mul_(margin.s)
-        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos))
-        buffer.sub_(lse.to(acc).unsqueeze(1)).exp_()
+        torch.add(-lse.unsqueeze(1), buffer, alpha=margin.s, out=buffer)
+        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos) - lse)
+        buffer.exp_()
 
         # ∂ℓ/∂z_ij = g_i (p_ij − [j = y_i]);  ∂ℓ/∂c_ij = s·∂ℓ/∂z_ij, times φ'(c_iy) at the target
         # (φ' = 1 for the straight-through margin, which is applied as if under no_grad).
@@ -123,7 +126,9 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         d_e_hat += _product(d_cos_operand, w_hat.to(e_hat.dtype), summed_across_tiles=True)
 
         # Normalization Jacobian: ∂ℓ/∂W_j = (∂ℓ/∂ŵ_j − ŵ_j (ŵ_j · ∂ℓ/∂ŵ_j)) / max(‖W_j‖, 1e-12).
+        # In place, without (T, D) temporaries: d_w_hat becomes the tangential part, times 1/‖W_j‖.
         inv = w_inv_norm[start:stop].to(acc).unsqueeze(1)
-        radial = (w_hat * d_w_hat).sum(dim=1, keepdim=True)
-        d_weight[start:stop] = ((d_w_hat - w_hat * radial) * inv).to(weight.dtype)
+        radial = torch.linalg.vecdot(w_hat, d_w_hat, dim=1).unsqueeze(1)
+        d_w_hat.addcmul_(w_hat, radial, value=-1.0).mul_(inv)
+        d_weight[start:stop] = d_w_hat
     return d_e_hat, d_weight
