@@ -157,7 +157,7 @@ def _run_export(args) -> int:
 
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
-        "demo", help="train and check CR-FIQA on degraded digits (no download, about a minute on a CPU)",
+        "demo", help="train and check CR-FIQA on degraded digits (no download, under a minute on a CPU)",
         description="Train CR-FIQA on degraded scikit-learn digits and check that its quality tracks degradation.",
     )
     parser.add_argument("--out", help="folder for metrics.json, edc.png and the trained model")
