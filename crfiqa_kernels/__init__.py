@@ -4,6 +4,7 @@
     out = ck.margin_ccs_loss(emb, weight, labels, ck.Margin.arcface(64.0, 0.5))
     out.loss.backward()       # out.ccs, out.nnccs, out.nn_index are detached statistics
 """
+from .atomic_files import save_atomically, write_atomically, write_text_atomically
 from .distributed import ShardedMarginCCSHead
 from .heads import CRFIQALoss, CRFIQALossParts, MarginCCSHead, cr_target
 from .margin import Margin
@@ -21,4 +22,7 @@ __all__ = [
     "class_stats",
     "cr_target",
     "margin_ccs_loss",
+    "save_atomically",
+    "write_atomically",
+    "write_text_atomically",
 ]

@@ -33,7 +33,8 @@ from .margin import Margin
 from .negative_sampling import labels_in_sample, sample_classes
 from .ops import compute_dtype_of, normalize_operands, resolve_backend
 from .results import MarginCCSOutput
-from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows, save_atomically
+from .atomic_files import save_atomically
+from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows
 from .validation import check_head_arguments
 
 BACKENDS = tuple(name for name in backends.NAMES if name != "reference")

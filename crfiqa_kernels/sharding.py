@@ -7,8 +7,6 @@ between one device, N ranks and M ranks.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 
 import torch
@@ -81,19 +79,3 @@ def full_weight(state_dict, num_classes: int, embedding_size: int) -> torch.Tens
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"state_dict['weight'] must have shape {expected} (num_classes, D), got {shape}")
     return weight
-
-
-def save_atomically(obj, path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed over it:
-    a reader sees the old file or the complete new one, never a partial write."""
-    path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".partial-")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

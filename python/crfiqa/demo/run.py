@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
-from ..evaluate.files import write_text_atomically
+from crfiqa_kernels import write_text_atomically
 from ..score import TorchQualityModel
 from ..train import TrainConfig, train
 from .degradations import KINDS

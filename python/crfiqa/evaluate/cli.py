@@ -21,7 +21,7 @@ import numpy as np
 
 from .edc import edc_curve, edc_error_at, edc_pauc, threshold_at_fmr, threshold_at_fnmr
 from .erc import ERC_DISCARD_FRACTIONS, erc_auc, erc_curve
-from .files import write_text_atomically
+from crfiqa_kernels import write_text_atomically
 from .pairs_io import read_pair_list, read_quality_scores, sample_key
 from .plots import plot_edc, plot_erc
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .files import write_text_atomically
+from crfiqa_kernels import write_text_atomically
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from .edc import EdcCurve, edc_pauc, edc_theoretical_best
 from .erc import ErcCurve, erc_auc
-from .files import write_atomically
+from crfiqa_kernels import write_atomically
 
 
 def plot_edc(curves: Mapping[str, EdcCurve], path: str | os.PathLike, *, discard_limit: float = 0.2) -> None:

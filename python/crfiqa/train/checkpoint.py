@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from crfiqa_kernels.sharding import save_atomically
+from crfiqa_kernels import save_atomically
 
 
 def save_atomic(payload: dict, path: str | os.PathLike) -> None:
