@@ -27,13 +27,14 @@ import torch.distributed as dist
 from torch import nn
 
 from . import backends
+from .atomic_files import save_atomically
 from .batch_exchange import GatherEmbeddings, exchange_layout, gather_rows
 from .combine import RowStats, SplitReducer, combine_partials
 from .margin import Margin
 from .negative_sampling import labels_in_sample, sample_classes
-from .ops import compute_dtype_of, normalize_operands, resolve_backend
+from .operands import compute_dtype_of, normalize_operands, resolve_backend
 from .results import MarginCCSOutput
-from .atomic_files import save_atomically
+from .row_loss import labelled, labelled_only, margin_row_loss, mean_over_labelled
 from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows
 from .validation import check_head_arguments
 
@@ -102,8 +103,7 @@ class _ShardedRows(torch.autograd.Function):
         stats = _combined_rows(e_hat, weight, w_inv_norm, labels_local, config)
         # ℓ_i = lse_i − s·φ(CCS_i) for labelled rows (the target cosine reached every rank through
         # the MAX all-reduce of the combine step), 0 for ignored ones: the same on every rank.
-        margin = config.margin
-        row_loss = torch.where(valid, stats.lse - margin.s * margin.phi(stats.target_cos), 0.0)
+        row_loss = margin_row_loss(stats.lse, stats.target_cos, valid, config.margin)
         ctx.save_for_backward(e_hat, weight, w_inv_norm, labels_local, valid, stats.lse)
         ctx.config = config
         ctx.mark_non_differentiable(stats.target_cos, stats.nn_cos, stats.nn_index)
@@ -117,7 +117,7 @@ class _ShardedRows(torch.autograd.Function):
         # Restricted to this shard's classes j, the backend's backward gives the shard's exact dW
         # and its share of dê = Σ_j ∂L/∂c_ij ŵ_j; the −[j = y_i] term belongs to the one shard whose
         # labels_local holds y_i. Ignored rows have no gradient, whatever flows in.
-        row_grad = torch.where(valid, grad_row_loss, 0.0)
+        row_grad = labelled_only(grad_row_loss, valid)
         with torch.autocast(e_hat.device.type, enabled=False):
             d_e_hat, d_weight = backends.get(config.backend).backward(
                 e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.margin,
@@ -218,7 +218,7 @@ class ShardedMarginCCSHead(nn.Module):
         )
         embeddings = GatherEmbeddings.apply(local_embeddings, layout, group)
         labels = gather_rows(local_labels.long(), layout, group)
-        valid = labels >= 0
+        valid = labelled(labels)
         mine = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
         labels_local = torch.where(mine, labels - self.class_start, -1)
 
@@ -242,7 +242,7 @@ class ShardedMarginCCSHead(nn.Module):
             row_loss, ccs, nnccs, nn_index = _ShardedRows.apply(
                 e_hat, self.weight, w_inv_norm, labels_local, valid, config
             )
-        loss = row_loss.sum() / valid.sum().clamp(min=1)
+        loss = mean_over_labelled(row_loss, valid)
         rows = slice(layout.start, layout.start + layout.sizes[layout.rank])
         return MarginCCSOutput(loss, ccs[rows], nnccs[rows], nn_index[rows])
 

@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import backends
+from .constants import CR_EPS, CR_OFFICIAL_FLOOR
 from .margin import Margin
 from .ops import margin_ccs_loss
 from .results import MarginCCSOutput
+from .row_loss import labelled, mean_over_labelled
 from .validation import check_head_arguments
 
 CR_FORMULAS = ("paper", "official")
@@ -60,7 +62,7 @@ class MarginCCSHead(nn.Module):
         return f"num_classes={self.weight.shape[0]}, embedding_size={self.weight.shape[1]}, margin={self.margin}"
 
 
-def cr_target(ccs: torch.Tensor, nnccs: torch.Tensor, formula: str = "paper", eps: float = 1e-9) -> torch.Tensor:
+def cr_target(ccs: torch.Tensor, nnccs: torch.Tensor, formula: str = "paper", eps: float = CR_EPS) -> torch.Tensor:
     """The certainty ratio regressed by the quality head (detached: a target, no gradient).
 
     ``"paper"``: CCS / (NNCCS + 1 + eps), the denominator in [eps, 2 + eps].
@@ -71,7 +73,7 @@ def cr_target(ccs: torch.Tensor, nnccs: torch.Tensor, formula: str = "paper", ep
     ccs, nnccs = ccs.detach(), nnccs.detach()
     if formula == "paper":
         return ccs / (nnccs + 1.0 + eps)
-    return ccs / nnccs.clamp(min=-1e-12)
+    return ccs / nnccs.clamp(min=CR_OFFICIAL_FLOOR)
 
 
 class CRFIQALossParts(NamedTuple):
@@ -105,10 +107,9 @@ class CRFIQALoss(nn.Module):
             raise ValueError(f"quality must have shape {tuple(labels.shape)} or (B, 1), got {tuple(quality.shape)}")
         out = self.head(embeddings, labels)
         target = cr_target(out.ccs, out.nnccs, self.cr)
-        valid = labels >= 0
+        valid = labelled(labels)
         per_row = F.smooth_l1_loss(quality.float(), torch.nan_to_num(target), beta=self.beta, reduction="none")
-        count = valid.sum().clamp(min=1)
-        quality_loss = torch.where(valid, per_row, 0.0).sum() / count
-        mean_cr = torch.where(valid, target, 0.0).sum() / count
+        quality_loss = mean_over_labelled(per_row, valid)
+        mean_cr = mean_over_labelled(target, valid)
         total = out.loss + self.alpha * quality_loss
         return total, CRFIQALossParts(out.loss.detach(), quality_loss.detach(), mean_cr, out.ccs, out.nnccs)

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-# sin θ is evaluated as sqrt(max(1 − c², SIN_FLOOR)) so that φ'(±1) stays finite.
-SIN_FLOOR = 1e-12
+from .constants import SIN_FLOOR
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The public ops: validation, normalization, the combine step and the autograd custom ops.
+"""The public ops: validation, the combine step and the autograd custom ops.
 
 This is the only module that registers ``torch.library`` custom ops:
 
@@ -7,9 +7,9 @@ This is the only module that registers ``torch.library`` custom ops:
 ``crfiqa_kernels::margin_ccs_rows_backward``  the backend's backward → dê, dW
 
 Both have fake implementations, so ``torch.compile(fullgraph=True)`` traces a training step
-through them. The embeddings are normalized here, by PyTorch autograd (``ê = E / max(‖E‖, 1e-12)``
-gives ``∂/∂E = (∂/∂ê − ê (ê · ∂/∂ê)) / max(‖E‖, 1e-12)``); the class centers are never normalized
-into a copy: the backends read raw ``W`` with ``1 / ‖W_j‖`` and apply the Jacobian to ``dW``.
+through them. The embeddings are normalized before them (:mod:`.operands`), by PyTorch autograd
+(``ê = E / max(‖E‖, 1e-12)`` gives ``∂/∂E = (∂/∂ê − ê (ê · ∂/∂ê)) / max(‖E‖, 1e-12)``); the class
+centers are never normalized into a copy: the backends read raw ``W`` with ``1 / ‖W_j‖`` and apply the Jacobian to ``dW``.
 
 NaN/Inf policy: non-finite inputs propagate — a row whose embedding has NaN gets NaN loss and
 CCS/NNCCS, a NaN class center makes every row NaN — so no finite CCS is ever silently wrong.
@@ -18,14 +18,14 @@ CCS/NNCCS, a NaN class center makes every row NaN — so no finite CCS is ever s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from . import backends
-from .backends.contract import accumulate_dtype
 from .combine import combine_partials
 from .margin import Margin
-from .reference import NORM_FLOOR, margin_ccs_loss_reference
+from .operands import compute_dtype_of, normalize_operands, resolve_backend
+from .reference import margin_ccs_loss_reference
 from .results import ClassStats, MarginCCSOutput
+from .row_loss import labelled, labelled_only, margin_row_loss, reduce_rows
 from .validation import check_inputs, check_options, check_values
 
 Tensor = torch.Tensor
@@ -51,9 +51,7 @@ def margin_ccs_rows(
         e_hat.to(compute_dtype), weight, w_inv_norm, labels, margin
     )
     stats = combine_partials(partials)
-    valid = labels >= 0
-    # ℓ_i = lse_i − s·φ(CCS_i) for labelled rows, 0 for ignored ones.
-    row_loss = torch.where(valid, stats.lse - s * margin.phi(stats.target_cos), 0.0)
+    row_loss = margin_row_loss(stats.lse, stats.target_cos, labelled(labels), margin)
     return row_loss, stats.lse, stats.target_cos, stats.nn_cos, stats.nn_index
 
 
@@ -100,7 +98,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_loss, grad_lse, grad_ccs, grad_nnccs, grad_nn_index):
     e_hat, weight, w_inv_norm, labels, lse = ctx.saved_tensors
     # Ignored rows have no loss and no gradient, whatever flows in.
-    row_grad = torch.where(labels >= 0, grad_loss, 0.0)
+    row_grad = labelled_only(grad_loss, labelled(labels))
     d_e_hat, d_weight = margin_ccs_rows_backward(e_hat, weight, w_inv_norm, labels, lse, row_grad, *ctx.options)
     return d_e_hat, d_weight, None, None, None, None, None, None, None, None, None
 
@@ -108,31 +106,9 @@ def _backward(ctx, grad_loss, grad_lse, grad_ccs, grad_nnccs, grad_nn_index):
 margin_ccs_rows.register_autograd(_backward, setup_context=_setup_context)
 
 
-@torch.compiler.assume_constant_result
-def resolve_backend(name: str, device: torch.device) -> str:
-    return backends.resolve(name, device)
-
-
-def compute_dtype_of(embeddings: Tensor) -> torch.dtype:
-    """The embeddings' dtype, or the autocast dtype when autocast is on and they are float32."""
-    device_type = embeddings.device.type
-    if embeddings.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return embeddings.dtype
-
-
 def _check_values(embeddings, weight, labels, *, validate, check_finite):
     if validate and not torch.compiler.is_compiling():
         check_values(embeddings, weight, labels, check_finite=check_finite)
-
-
-def normalize_operands(embeddings, weight):
-    """``ê`` (differentiable, accumulate dtype) and ``1 / max(‖W_j‖, 1e-12)`` (no gradient)."""
-    acc = accumulate_dtype(embeddings)
-    e_hat = F.normalize(embeddings.to(acc), dim=1, eps=NORM_FLOOR)
-    with torch.no_grad():
-        w_inv_norm = 1.0 / weight.detach().to(acc).norm(dim=1).clamp(min=NORM_FLOOR)
-    return e_hat, w_inv_norm
 
 
 def margin_ccs_loss(
@@ -179,12 +155,7 @@ def margin_ccs_loss(
     row_loss, _, ccs, nnccs, nn_index = margin_ccs_rows(
         e_hat, weight, w_inv_norm, labels, compute_dtype, *_margin_args(margin), margin_grad, name
     )
-    if reduction == "mean":
-        loss = row_loss.sum() / (labels >= 0).sum().clamp(min=1)
-    elif reduction == "sum":
-        loss = row_loss.sum()
-    else:
-        loss = row_loss
+    loss = reduce_rows(row_loss, labelled(labels), reduction)
     return MarginCCSOutput(loss, ccs.detach(), nnccs.detach(), nn_index)
 
 

@@ -4,21 +4,26 @@ It builds the full ``B × C`` cosine matrix — the only code in the project all
 autograd differentiate it. Tile products run in the inputs' dtype (as a GEMM would); everything
 after them runs in float32, or float64 when the inputs are float64, which makes it the oracle of
 every test.
+
+It shares the definitions of DESIGN §2 with the op (the margin's φ, the norm floor, the
+accumulate dtype) but restates the arithmetic under test — the logits, the row loss, the
+ignored-row mask and the mean — instead of importing :mod:`.row_loss`: an oracle sharing code
+with what it checks could not catch a mistake in it.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from .backends.contract import accumulate_dtype
+from .constants import NORM_FLOOR
 from .margin import Margin
 from .results import MarginCCSOutput
-
-NORM_FLOOR = 1e-12
 
 
 def cosine_matrix(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``clamp(ê · ŵᵀ, -1, 1)`` with the GEMM in the embeddings' dtype, the result upcast."""
-    accumulate = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    accumulate = accumulate_dtype(embeddings)
     e_hat = F.normalize(embeddings.to(accumulate), dim=1, eps=NORM_FLOOR).to(embeddings.dtype)
     w_hat = F.normalize(weight.to(accumulate), dim=1, eps=NORM_FLOOR).to(embeddings.dtype)
     return (e_hat @ w_hat.T).to(accumulate).clamp(-1.0, 1.0)

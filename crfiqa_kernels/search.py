@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from .reference import NORM_FLOOR
+from .constants import NORM_FLOOR
 from .results import ClassStats
 
 METHODS = ("flat", "ivf")

@@ -11,8 +11,8 @@ import torch
 
 from .backends.contract import MARGIN_GRADS
 from .margin import Margin
+from .row_loss import REDUCTIONS
 
-REDUCTIONS = ("mean", "sum", "none")
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
