@@ -8,9 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+import crfiqa_kernels.heads
 from crfiqa.data import RecordDataset, write_record_dataset
 from crfiqa.models import load_backbone
 from crfiqa.train import PRESETS, Trainer, load_checkpoint, preset, save_atomic, train
+from crfiqa_kernels import cr_target
 
 from .synthetic import PrototypeDataset, one_thread  # noqa: F401 (a fixture)
 
@@ -118,9 +120,32 @@ def test_amp_steps_stay_finite(tmp_path, amp):
     assert result.step == 3 and all(np.isfinite(e["loss"]) for e in result.history)
 
 
-def test_cr_formula_is_selectable(tmp_path):
-    result = train(_tiny(cr="official", epochs=1), PrototypeDataset(count=64), tmp_path, progress=False)
-    assert load_checkpoint(result.checkpoint)["config"]["cr"] == "official"
+def test_cr_formula_is_selectable(tmp_path, monkeypatch):
+    """The option reaches the loss: the training step regresses the chosen formula's CR, and from the
+    same seed the two formulas see the same first forward but train towards different targets."""
+    targets = []
+
+    def recording_cr_target(ccs, nnccs, formula="paper", **kwargs):
+        target = cr_target(ccs, nnccs, formula, **kwargs)
+        targets.append((formula, ccs, nnccs, target))
+        return target
+
+    monkeypatch.setattr(crfiqa_kernels.heads, "cr_target", recording_cr_target)
+    runs = {}
+    for formula in ("official", "paper"):
+        targets.clear()
+        result = train(_tiny(cr=formula, epochs=1), PrototypeDataset(count=64), tmp_path / formula, progress=False)
+        assert load_checkpoint(result.checkpoint)["config"]["cr"] == formula
+        assert len(targets) == result.step == 2 and {call[0] for call in targets} == {formula}
+        for entry, (_, ccs, nnccs, target) in zip(result.history, targets):
+            # All rows are labelled: mean_cr is the mean of the formula's CR over the batch.
+            expected = ccs / nnccs.clamp(min=-1e-12) if formula == "official" else ccs / (nnccs + 1 + 1e-9)
+            torch.testing.assert_close(target, expected)
+            assert entry["mean_cr"] == pytest.approx(float(target.mean()), rel=1e-5)
+        runs[formula] = result.history
+    assert runs["official"][0]["ce"] == runs["paper"][0]["ce"]
+    assert runs["official"][0]["mean_cr"] != pytest.approx(runs["paper"][0]["mean_cr"], rel=1e-3)
+    assert runs["official"][0]["quality"] != pytest.approx(runs["paper"][0]["quality"], rel=1e-3)
 
 
 def test_tensorboard_is_optional_with_a_clear_error(tmp_path, monkeypatch):

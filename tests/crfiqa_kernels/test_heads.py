@@ -28,10 +28,20 @@ def test_load_official_state_dict_transposes_the_kernel():
 
 
 def test_cr_target_formulas():
-    ccs = torch.tensor([0.8, 0.5, -0.2])
-    nnccs = torch.tensor([0.3, 0.6, -0.5])
-    torch.testing.assert_close(cr_target(ccs, nnccs), ccs / (nnccs + 1 + 1e-9))
-    torch.testing.assert_close(cr_target(ccs, nnccs, "official"), ccs / nnccs.clamp(min=-1e-12))
+    """Against values worked out by hand, the edges of each formula included."""
+    ccs = torch.tensor([0.8, 0.5, -0.2, 0.25, 0.3], dtype=torch.float64, requires_grad=True)
+    nnccs = torch.tensor([0.3, 0.6, -0.5, -1.0, 0.0], dtype=torch.float64)
+    # paper, CCS / (NNCCS + 1 + 1e-9): 0.8 / 1.3, 0.5 / 1.6, −0.2 / 0.5; at NNCCS = −1 the
+    # denominator is ε alone: 0.25 / 1e-9.
+    paper = cr_target(ccs, nnccs)
+    expected_paper = [0.6153846149112426, 0.3124999998046875, -0.3999999992, 2.5e8, 0.29999999970000003]
+    torch.testing.assert_close(paper, torch.tensor(expected_paper, dtype=torch.float64), rtol=1e-12, atol=0)
+    # official, CCS / max(NNCCS, −1e-12): 0.8 / 0.3, 0.5 / 0.6; a negative NNCCS is floored at
+    # −1e-12, so −0.2 / −1e-12 = 2e11 and 0.25 / −1e-12 = −2.5e11; NNCCS = 0 divides by zero.
+    official = cr_target(ccs, nnccs, "official")
+    expected_official = [8 / 3, 5 / 6, 2e11, -2.5e11, float("inf")]
+    torch.testing.assert_close(official, torch.tensor(expected_official, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert not paper.requires_grad and not official.requires_grad  # a target: no gradient
     with pytest.raises(ValueError, match="formula"):
         cr_target(ccs, nnccs, "ratio")
 

@@ -4,6 +4,7 @@ import torch
 
 from crfiqa_kernels import Margin, MarginCCSHead, class_stats, margin_ccs_loss
 from crfiqa_kernels.backends import chunked
+from crfiqa_kernels.reference import cosine_matrix
 
 
 @pytest.fixture(autouse=True)
@@ -79,11 +80,30 @@ def test_class_stats_validates_too():
         class_stats(E, torch.randn(10, 3), backend="chunked")
 
 
-def test_label_range_check_can_be_switched_off():
-    """``validate=False`` skips the one host synchronization; the kernels still stay in bounds
-    (the labels are then the caller's responsibility)."""
+def test_label_range_check_can_be_switched_off(monkeypatch):
+    """``validate=False`` skips the one host synchronization (the labels are then the caller's
+    responsibility) and the kernels still stay in bounds: a label ≥ C matches no class, as a target
+    in another shard would, so its row gets NaN CCS and loss, never a finite wrong value; a label
+    below −1 is an ignored row; the other rows are untouched."""
     with pytest.raises(AssertionError, match="a kernel ran"):
         margin_ccs_loss(E, W, torch.tensor([0, 3, 10, 9]), backend="chunked", validate=False)
+    monkeypatch.undo()  # from here on the kernels the autouse fixture forbids run
+    with pytest.raises(ValueError, match="labels"):
+        margin_ccs_loss(E, W, torch.tensor([0, 10, -2, 9]), backend="chunked")
+
+    weight = W.clone().requires_grad_()
+    out = margin_ccs_loss(E, weight, torch.tensor([0, 10, -2, 9]), backend="chunked", validate=False, reduction="none")
+    good = margin_ccs_loss(E, W, torch.tensor([0, 3, -1, 9]), backend="chunked", reduction="none")
+    for field in ("loss", "ccs", "nnccs", "nn_index"):
+        torch.testing.assert_close(getattr(out, field)[[0, 3]], getattr(good, field)[[0, 3]])
+    cos = cosine_matrix(E, W)
+    assert torch.isnan(out.loss[1]) and torch.isnan(out.ccs[1])
+    assert out.loss[2] == 0 and torch.isnan(out.ccs[2])
+    # Neither row has a target among the classes: its NNCCS is the max over all of them.
+    torch.testing.assert_close(out.nnccs[1:3], cos[1:3].max(dim=1).values)
+    assert out.nn_index[1:3].tolist() == cos[1:3].argmax(dim=1).tolist()
+    out.loss[[0, 3]].sum().backward()
+    assert torch.isfinite(weight.grad).all()
 
 
 @pytest.mark.parametrize(
