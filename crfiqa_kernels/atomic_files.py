@@ -17,7 +17,7 @@ import torch
 PARTIAL_PREFIX = ".partial-"
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary_path)``, then move the result onto ``path`` (whose folder must exist).
 
     ``write`` must create the file at the path it is given. Nothing half-written remains, whether

@@ -87,11 +87,12 @@ class CRFIQALossParts(NamedTuple):
 class CRFIQALoss(nn.Module):
     """``CE + α · SmoothL1_β(quality, CR)`` over the labelled rows, CR detached (DESIGN §2).
 
+    ``head`` is a :class:`MarginCCSHead` or a :class:`~crfiqa_kernels.ShardedMarginCCSHead`.
     ``forward(embeddings, quality, labels)`` returns ``(total, CRFIQALossParts)``; ``quality`` is the
     quality head's output, shape (B,) or (B, 1).
     """
 
-    def __init__(self, head: MarginCCSHead, alpha: float = 10.0, beta: float = 0.5, cr: str = "paper") -> None:
+    def __init__(self, head: nn.Module, alpha: float = 10.0, beta: float = 0.5, cr: str = "paper") -> None:
         super().__init__()
         if alpha < 0:
             raise ValueError(f"alpha must be non-negative, got {alpha}")

@@ -41,12 +41,12 @@ class Margin:
             raise ValueError(f"Margin.m3 must lie in [0, 2], got {self.m3}")
 
     @classmethod
-    def arcface(cls, s: float = 64.0, m: float = 0.5) -> "Margin":
+    def arcface(cls, s: float = 64.0, m: float = 0.5) -> Margin:
         """Additive angular margin: ``cos(θ + m)``."""
         return cls(s=s, m1=1.0, m2=m, m3=0.0)
 
     @classmethod
-    def cosface(cls, s: float = 64.0, m: float = 0.35) -> "Margin":
+    def cosface(cls, s: float = 64.0, m: float = 0.35) -> Margin:
         """Additive cosine margin: ``cos θ − m``."""
         return cls(s=s, m1=1.0, m2=0.0, m3=m)
 

@@ -9,7 +9,8 @@ This is the only module that registers ``torch.library`` custom ops:
 Both have fake implementations, so ``torch.compile(fullgraph=True)`` traces a training step
 through them. The embeddings are normalized before them (:mod:`.operands`), by PyTorch autograd
 (``ê = E / max(‖E‖, 1e-12)`` gives ``∂/∂E = (∂/∂ê − ê (ê · ∂/∂ê)) / max(‖E‖, 1e-12)``); the class
-centers are never normalized into a copy: the backends read raw ``W`` with ``1 / ‖W_j‖`` and apply the Jacobian to ``dW``.
+centers are never normalized into a copy: the backends read raw ``W`` with ``1 / ‖W_j‖`` and
+apply the Jacobian to ``dW``.
 
 NaN/Inf policy: non-finite inputs propagate — a row whose embedding has NaN gets NaN loss and
 CCS/NNCCS, a NaN class center makes every row NaN — so no finite CCS is ever silently wrong.

@@ -126,13 +126,15 @@ class ClassCenterIndex:
         self.method, self.num_classes, self.dim = method, num_classes, dim
         self.on_gpu = gpu_available() if use_gpu is None else bool(use_gpu)
 
+        self.nlist: int | None = None  # None for "flat"
+        self._nprobe: int | None = None
         if method == "flat":
             index = faiss.IndexFlatIP(dim)
-            self.nlist = self._nprobe = None
         else:
-            self.nlist = nlist if nlist is not None else max(1, min(int(4 * math.sqrt(num_classes)), num_classes // 39))
-            if isinstance(self.nlist, bool) or not isinstance(self.nlist, int) or not 1 <= self.nlist <= num_classes:
+            cells = nlist if nlist is not None else max(1, min(int(4 * math.sqrt(num_classes)), num_classes // 39))
+            if isinstance(cells, bool) or not isinstance(cells, int) or not 1 <= cells <= num_classes:
                 raise ValueError(f"nlist must be an int in [1, {num_classes}], got {nlist!r}")
+            self.nlist = cells
             _check_nprobe(nprobe)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
             sample_size = min(num_classes, self.nlist * _TRAIN_POINTS_PER_CELL)
@@ -155,7 +157,7 @@ class ClassCenterIndex:
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        if self.method != "ivf":
+        if self.nlist is None:
             raise ValueError("nprobe applies to method='ivf' only")
         _check_nprobe(value)
         faiss = _faiss()
@@ -254,7 +256,7 @@ class ClassCenterIndex:
         centers (no second index in memory); 1.0 for ``method="flat"`` up to exact ties."""
         _, found = self.search(queries, k)
         exact = self._exact_search(self._queries(queries), k)
-        hits = [np.intersect1d(f, e).size for f, e in zip(found, exact)]
+        hits = [np.intersect1d(f, e).size for f, e in zip(found, exact, strict=True)]
         return float(np.mean(hits) / k)
 
     def _exact_search(self, queries: np.ndarray, k: int) -> np.ndarray:

@@ -30,7 +30,7 @@ def test_three_uneven_shards_equal_the_whole():
         part = chunked.forward_partials(e_hat, weight[start:stop], w_inv_norm[start:stop], local, margin)
         # Make the shard's indices global before stacking its splits with the others'.
         shards.append(part._replace(nn_index=part.nn_index + start))
-    stacked = Partials(*(torch.cat(fields) for fields in zip(*shards)))
+    stacked = Partials(*(torch.cat(fields) for fields in zip(*shards, strict=True)))
     combined = combine_partials(stacked)
 
     torch.testing.assert_close(combined.lse, whole.lse)
@@ -81,7 +81,7 @@ def test_nan_center_on_another_shard_is_not_dropped_from_nnccs():
         local = torch.where((labels >= start) & (labels < stop), labels - start, -1)
         part = chunked.forward_partials(e_hat, weight[start:stop], w_inv_norm[start:stop], local, margin)
         shards.append(part._replace(nn_index=part.nn_index + start))
-    stacked = Partials(*(torch.cat(fields) for fields in zip(*shards)))
+    stacked = Partials(*(torch.cat(fields) for fields in zip(*shards, strict=True)))
     combined = combine_partials(stacked, reducer=_NanDroppingReducer())
     assert torch.isnan(combined.lse).all() and torch.isnan(combined.nn_cos).all()
     labelled = labels >= 0

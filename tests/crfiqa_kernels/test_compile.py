@@ -46,7 +46,7 @@ def test_fullgraph_compile_matches_eager(compiler):
     torch.testing.assert_close(compiled[1], eager[1], equal_nan=True)
     torch.testing.assert_close(compiled[2], eager[2])
     assert torch.equal(compiled[3], eager[3])
-    for got, expected in zip(compiled_grads, eager_grads):
+    for got, expected in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 

@@ -119,7 +119,8 @@ def test_outputs_and_gradients_equal_the_single_device_op(ranks, world):
 def test_invalid_input_raises_the_same_error_on_every_rank(ranks, world):
     results = [result["validation"] for result in ranks(world)]
     too_large = {r["label_too_large"] for r in results}
-    assert too_large == {f"ValueError: local_labels must be < num_classes = {CLASSES}, got {CLASSES} on rank {world - 1}"}
+    too_large_message = f"ValueError: local_labels must be < num_classes = {CLASSES}, got {CLASSES} on rank {world - 1}"
+    assert too_large == {too_large_message}
     below = {r["label_below_minus_one"] for r in results}
     assert below == {"ValueError: local_labels must be ≥ -1 (-1 marks an ignored row), got -2 on rank 0"}
     assert results[0]["wrong_width"] == f"ValueError: local_embeddings must have shape (B, {DIM}), got (3, {DIM + 1})"
@@ -127,7 +128,8 @@ def test_invalid_input_raises_the_same_error_on_every_rank(ranks, world):
         "ValueError: local_embeddings or local_labels of rank(s) [0] are invalid (see the error there)"
     }
     assert all(r["mixed_dtypes"].startswith("TypeError: local_embeddings must have the same dtype") for r in results)
-    assert {r["empty_global_batch"] for r in results} == {"ValueError: the global batch is empty: every rank passed 0 rows"}
+    empty_message = "ValueError: the global batch is empty: every rank passed 0 rows"
+    assert {r["empty_global_batch"] for r in results} == {empty_message}
     # The group survives: the next valid step is exact.
     problem = make_problem(CLASSES, (3,) * world)
     assert_statistics_match([r["after"] for r in results], single_device(problem))
@@ -191,7 +193,8 @@ def test_checkpoint_saved_with_two_ranks_loads_with_three_and_one(ranks):
     saved = [result["checkpoint_save"] for result in ranks(2)]
     for rank, result in enumerate(saved):
         start, count = class_block(CLASSES, 2, rank)
-        assert result["state_dict"]["_extra_state"] == {"num_classes": CLASSES, "class_start": start, "num_local": count}
+        extra_state = {"num_classes": CLASSES, "class_start": start, "num_local": count}
+        assert result["state_dict"]["_extra_state"] == extra_state
         assert result["state_dict"]["weight"].shape == (count, DIM)
         # Rank 0 could not write; the other rank learns it from rank 0 and raises too.
         assert result["unwritable"] == ("FileNotFoundError" if rank == 0 else "OSError")
