@@ -1,5 +1,6 @@
 """What runs before a backend, shared by the single-device op and the sharded head: the concrete
 backend, the compute dtype and the normalized operands of DESIGN §3."""
+
 from __future__ import annotations
 
 import torch

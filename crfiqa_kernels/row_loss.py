@@ -4,6 +4,7 @@ and the CR-FIQA loss: the ignored-row mask, ``ℓ_i`` and the reductions over la
 The oracle (:mod:`.reference`) restates this arithmetic on purpose: an oracle sharing code with
 what it checks could not catch a mistake in it.
 """
+
 from __future__ import annotations
 
 import torch

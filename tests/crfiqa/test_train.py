@@ -137,7 +137,7 @@ def test_cr_formula_is_selectable(tmp_path, monkeypatch):
         result = train(_tiny(cr=formula, epochs=1), PrototypeDataset(count=64), tmp_path / formula, progress=False)
         assert load_checkpoint(result.checkpoint)["config"]["cr"] == formula
         assert len(targets) == result.step == 2 and {call[0] for call in targets} == {formula}
-        for entry, (_, ccs, nnccs, target) in zip(result.history, targets):
+        for entry, (_, ccs, nnccs, target) in zip(result.history, targets, strict=True):
             # All rows are labelled: mean_cr is the mean of the formula's CR over the batch.
             expected = ccs / nnccs.clamp(min=-1e-12) if formula == "official" else ccs / (nnccs + 1 + 1e-9)
             torch.testing.assert_close(target, expected)

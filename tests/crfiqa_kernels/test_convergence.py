@@ -1,6 +1,7 @@
 """Convergence, in the manner of Liger-Kernel's convergence tests: a small model trained a few
 hundred steps with the fused op and with the materializing reference, from the same seed, follows
 the same loss curve within float tolerance — the op is a drop-in replacement, step after step."""
+
 from __future__ import annotations
 
 import pytest
