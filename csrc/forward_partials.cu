@@ -157,7 +157,7 @@ struct ForwardKernel {
 };
 
 template <class P>
-__global__ void __launch_bounds__(kThreads) forward_partials_kernel(const ForwardParams params) {
+__global__ void __launch_bounds__(kThreads, 1) forward_partials_kernel(const ForwardParams params) {
   __shared__ __align__(16) unsigned char smem[sizeof(typename ForwardKernel<P>::Smem)];
   ForwardKernel<P>::run(params, *reinterpret_cast<typename ForwardKernel<P>::Smem*>(smem));
 }

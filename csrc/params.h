@@ -60,21 +60,23 @@ struct BackwardRows {
   bool exact_margin_grad;
 };
 
-struct DWeightParams {
+// The fused backward (backward.cu). Block b walks class tiles [b·tiles_per_block, min((b+1)·tiles_per_block,
+// class tiles)); for each it keeps ∂ℓ/∂cᵀ of the tile (kBackwardClasses × batch, compute dtype) in a
+// scratch: dynamic shared memory when ``scratch_in_shared``, else rows
+// [b·kBackwardClasses, (b+1)·kBackwardClasses) of ``scratch`` (blocks · kBackwardClasses rows of
+// ``scratch_row_stride`` elements). Either way a scratch row is scratch_row_stride ≥ batch elements.
+struct BackwardParams {
   CosineOperands in;
   MarginParams margin;
   BackwardRows rows;
-  void* d_weight;  // (C, D) in weight's dtype
+  int tiles_per_block;
+  bool scratch_in_shared;
+  void* scratch;               // global scratch (compute dtype), null when scratch_in_shared
+  int64_t scratch_row_stride;  // elements
+  void* d_weight;              // (C, D) in weight's dtype
   int64_t d_weight_row_stride;
-};
-
-struct DEmbeddingParams {
-  CosineOperands in;
-  MarginParams margin;
-  BackwardRows rows;
-  int splits;
-  int tiles_per_split;
-  bool deterministic;  // true: split s writes rows [s·B, (s+1)·B) of d_e; false: atomic adds into rows [0, B)
+  bool deterministic;  // true: block b accumulates into its own rows [b·B, (b+1)·B) of d_e (no atomics);
+                       // false: atomic adds into rows [0, B) (zeroed by the caller)
   float* d_e;
   int64_t d_e_row_stride;
 };
