@@ -115,7 +115,7 @@ void backward(int device, int64_t stream, int policy, const MatrixArg& e, const 
       {"e", e.ptr},       {"weight", weight.ptr},     {"w_inv_norm", w_inv_norm.ptr}, {"labels", labels.ptr},
       {"lse", lse.ptr},   {"row_grad", row_grad.ptr}, {"d_e", d_e.ptr},               {"d_weight", d_weight.ptr}};
   if (!plan.scratch_in_shared) pointers.emplace_back("scratch", scratch.ptr);
-  p.tiles_per_block = static_cast<int>(plan.tiles_per_block);
+  p.group_tiles = static_cast<int>(plan.group_classes / kBackwardClasses);
   p.scratch_in_shared = plan.scratch_in_shared;
   p.scratch = plan.scratch_in_shared ? nullptr : reinterpret_cast<void*>(static_cast<uintptr_t>(scratch.ptr));
   p.scratch_row_stride = plan.scratch_row_stride;
@@ -136,8 +136,9 @@ py::dict plan_backward_py(int policy, int64_t batch, int64_t classes, int64_t di
   const BackwardPlan plan =
       plan_backward(policy, batch, classes, dim, deterministic, {multiprocessors, max_shared_bytes}, blocks);
   py::dict out;
+  out["group_classes"] = plan.group_classes;
   out["blocks"] = plan.blocks;
-  out["tiles_per_block"] = plan.tiles_per_block;
+  out["groups"] = plan.groups;
   out["scratch_in_shared"] = plan.scratch_in_shared;
   out["scratch_row_stride"] = plan.scratch_row_stride;
   out["scratch_elements"] = plan.scratch_elements;

@@ -60,16 +60,16 @@ struct BackwardRows {
   bool exact_margin_grad;
 };
 
-// The fused backward (backward.cu). Block b walks class tiles [b·tiles_per_block, min((b+1)·tiles_per_block,
-// class tiles)); for each it keeps ∂ℓ/∂cᵀ of the tile (kBackwardClasses × batch, compute dtype) in a
-// scratch: dynamic shared memory when ``scratch_in_shared``, else rows
-// [b·kBackwardClasses, (b+1)·kBackwardClasses) of ``scratch`` (blocks · kBackwardClasses rows of
-// ``scratch_row_stride`` elements). Either way a scratch row is scratch_row_stride ≥ batch elements.
+// The fused backward (backward.cu). Block b walks the class groups b, b + blocks, …; a group is
+// group_tiles class tiles (1 … backward_group_tiles(compute dtype size)). For a group it keeps ∂ℓ/∂cᵀ
+// (group classes × batch, compute dtype) in a scratch: dynamic shared memory when ``scratch_in_shared``,
+// else rows [b·group classes, (b+1)·group classes) of ``scratch``. Either way a scratch row is
+// scratch_row_stride elements: the batch rounded up to whole row tiles, plus 16 bytes.
 struct BackwardParams {
   CosineOperands in;
   MarginParams margin;
   BackwardRows rows;
-  int tiles_per_block;
+  int group_tiles;
   bool scratch_in_shared;
   void* scratch;               // global scratch (compute dtype), null when scratch_in_shared
   int64_t scratch_row_stride;  // elements

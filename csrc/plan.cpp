@@ -20,10 +20,18 @@ void check_size(const char* name, int64_t value) {
   }
 }
 
-// Runs of ceil(tiles / requested) consecutive tiles: the number of runs that are non-empty.
-int64_t whole_runs(int64_t requested, int64_t tiles) {
-  const int64_t per_run = ceil_div64(tiles, std::min(requested, tiles));
-  return ceil_div64(tiles, per_run);
+// Class tiles per group: with ``blocks`` blocks taking groups in turn, the time of the busiest block
+// is ceil(groups / blocks) · group tiles; the largest group (the fewest dê atomics) whose time is
+// within 1/8 of the best.
+int64_t backward_group_tiles_for(int64_t class_tiles, int64_t blocks, int64_t most) {
+  const auto busiest = [&](int64_t g) { return ceil_div64(ceil_div64(class_tiles, g), blocks) * g; };
+  int64_t best = busiest(1);
+  for (int64_t g = 2; g <= most; ++g) best = std::min(best, busiest(g));
+  int64_t chosen = 1;
+  for (int64_t g = 1; g <= most; ++g) {
+    if (8 * busiest(g) <= 9 * best) chosen = g;
+  }
+  return chosen;
 }
 
 void check_grid(int64_t blocks) {
@@ -65,21 +73,24 @@ BackwardPlan plan_backward(int policy, int64_t batch, int64_t classes, int64_t d
   }
   BackwardPlan plan{};
   plan.scratch_row_stride = ceil_div64(batch, kBackwardRows) * kBackwardRows + 16 / element;
-  const int64_t scratch_bytes = kBackwardClasses * plan.scratch_row_stride * element;
+  const int64_t class_tiles = ceil_div64(classes, kBackwardClasses);
+  const int64_t per_sm = std::clamp<int64_t>(limits.max_shared_bytes / fixed, 1, kBackwardBlocksPerSm);
+  const int64_t wanted = requested_blocks > 0 ? requested_blocks : per_sm * limits.multiprocessors;
+  const int64_t group_tiles = backward_group_tiles_for(class_tiles, wanted, backward_group_tiles(element));
+  plan.group_classes = group_tiles * kBackwardClasses;
+  const int64_t scratch_bytes = plan.group_classes * plan.scratch_row_stride * element;
   plan.scratch_in_shared = fixed + scratch_bytes <= limits.max_shared_bytes;
   plan.shared_bytes = fixed + (plan.scratch_in_shared ? scratch_bytes : 0);
 
-  const int64_t class_tiles = ceil_div64(classes, kBackwardClasses);
-  const int64_t per_sm = std::clamp<int64_t>(limits.max_shared_bytes / plan.shared_bytes, 1, kBackwardBlocksPerSm);
-  int64_t blocks = requested_blocks > 0 ? requested_blocks : per_sm * limits.multiprocessors;
-  blocks = std::min(blocks, class_tiles);
+  plan.groups = ceil_div64(class_tiles, group_tiles);
+  int64_t blocks = std::min(wanted, plan.groups);
   if (!plan.scratch_in_shared) {
-    blocks = std::min(blocks, std::max<int64_t>(1, classes * dim / (kBackwardClasses * plan.scratch_row_stride)));
+    // The global scratch takes at most the bytes of a float32 dW (4 · C · D).
+    blocks = std::min(blocks, std::max<int64_t>(1, 4 * classes * dim / scratch_bytes));
   }
   if (deterministic) blocks = std::min(blocks, std::max<int64_t>(1, classes / batch));
-  plan.blocks = whole_runs(blocks, class_tiles);
-  plan.tiles_per_block = ceil_div64(class_tiles, plan.blocks);
-  plan.scratch_elements = plan.scratch_in_shared ? 0 : plan.blocks * kBackwardClasses * plan.scratch_row_stride;
+  plan.blocks = blocks;
+  plan.scratch_elements = plan.scratch_in_shared ? 0 : plan.blocks * plan.group_classes * plan.scratch_row_stride;
   plan.d_e_rows = deterministic ? plan.blocks * batch : batch;
   check_grid(plan.blocks);
   return plan;

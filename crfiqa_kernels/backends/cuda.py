@@ -12,12 +12,13 @@ tensor cores do not offer — are served by the ``chunked`` backend on the same 
 says so to the registry (``crfiqa_kernels.backends.serving("cuda", torch.float64) == "chunked"``).
 
 The backward is one kernel that computes each cosine tile once (csrc/backward.cu): a block owns
-class tiles, keeps their ∂ℓ/∂c in a bounded scratch (shared memory when ``64 × B`` elements fit,
-else ``blocks × 64 × B`` elements of global memory, never more than ``C × D``), writes its rows of
-``dW`` once and adds its share of ``dê`` with atomic adds, or, when
-``torch.are_deterministic_algorithms_enabled()``, into its own (B, D) slice, the slices summed in a
-fixed order. ``dW`` and the forward partials are always deterministic. Grids are planned by the
-extension's pure functions ``_C.plan_forward`` / ``_C.plan_backward`` (1-D, below 2^31 blocks).
+groups of class tiles (512 classes in 16 bits, 256 in fp32), keeps their ∂ℓ/∂c in a bounded scratch
+(shared memory when ``group × B`` elements fit, else ``blocks × group × B`` elements of global
+memory, at most the bytes of a float32 ``dW``), writes its rows of ``dW`` once and adds its share of
+``dê`` once per group with atomic adds, or, when ``torch.are_deterministic_algorithms_enabled()``,
+into its own (B, D) slice, the slices summed in a fixed order. ``dW`` and the forward partials are
+always deterministic. Grids are planned by the extension's pure functions ``_C.plan_forward`` /
+``_C.plan_backward`` (1-D, below 2^31 blocks).
 """
 from __future__ import annotations
 
@@ -119,11 +120,11 @@ def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
 
 def backward_plan(e_dtype: torch.dtype, batch: int, classes: int, dim: int, *, multiprocessors: int,
                   max_shared_bytes: int, deterministic: bool, blocks: int = 0) -> dict:
-    """The backward's launch on a device with these limits (no CUDA call): ``blocks`` (the 1-D grid),
-    ``tiles_per_block``, where the ∂ℓ/∂c scratch lives (``scratch_in_shared``, else
-    ``scratch_elements`` of the compute dtype), ``shared_bytes`` and the rows of the float32 dê buffer
-    (``d_e_rows``). ``blocks`` = 0 fills the device; a request is capped by the class tiles and the
-    memory bounds (see csrc/plan.h)."""
+    """The backward's launch on a device with these limits (no CUDA call): ``blocks`` (the 1-D
+    ``grid``), the ``group_classes`` of a block's unit of work and ``groups_per_block``, where the ∂ℓ/∂c
+    scratch lives (``scratch_in_shared``, else ``scratch_elements`` of the compute dtype),
+    ``shared_bytes`` and the rows of the float32 dê buffer (``d_e_rows``). ``blocks`` = 0 fills the
+    device; a request is capped by the class groups and the memory bounds (see csrc/plan.h)."""
     return _C.plan_backward(policy=product_policy(e_dtype), batch=batch, classes=classes, dim=dim,
                             deterministic=deterministic, multiprocessors=multiprocessors,
                             max_shared_bytes=max_shared_bytes, blocks=blocks)

@@ -249,7 +249,8 @@ def test_forward_grids_stay_within_cuda_limits(batch):
 @needs_extension
 def test_forward_plan_refuses_a_grid_past_two_to_the_31():
     with pytest.raises(ValueError, match="exceeds 2\\^31 - 1"):
-        cuda._C.plan_forward(batch=2**31 - 4096, classes=2**31 - 4096, splits=2**24)
+        # 33,554,304 row tiles × 128 splits.
+        cuda._C.plan_forward(batch=2**31 - 8192, classes=128 * 128, splits=128)
 
 
 @needs_extension
@@ -259,6 +260,7 @@ def test_forward_plan_refuses_a_grid_past_two_to_the_31():
 def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, deterministic, device):
     multiprocessors, shared = DEVICES[device]
     element = torch.empty((), dtype=dtype).element_size()
+    most_tiles = 8 if element == 2 else 4
     rows_block, classes_block = cuda._C.BACKWARD_BLOCK_ROWS, cuda._C.BACKWARD_BLOCK_CLASSES
     for tf32 in (False, True) if dtype == torch.float32 else (False,):
         previous = torch.backends.cuda.matmul.allow_tf32
@@ -272,9 +274,10 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
                                                       max_shared_bytes=shared, deterministic=deterministic,
                                                       blocks=blocks)
                             _assert_grid_within_limits(plan["grid"])
-                            tiles = math.ceil(classes / classes_block)
-                            per_block = plan["tiles_per_block"]
-                            assert (plan["blocks"] - 1) * per_block < tiles <= plan["blocks"] * per_block
+                            group = plan["group_classes"]
+                            assert group % classes_block == 0 and 1 <= group // classes_block <= most_tiles
+                            assert plan["groups"] == math.ceil(classes / group)
+                            assert plan["blocks"] <= plan["groups"]  # every block has a group
                             assert plan["shared_bytes"] <= shared
                             stride = plan["scratch_row_stride"]
                             assert stride >= math.ceil(batch / rows_block) * rows_block
@@ -282,9 +285,9 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
                             if plan["scratch_in_shared"]:
                                 assert plan["scratch_elements"] == 0
                             else:
-                                assert plan["scratch_elements"] == plan["blocks"] * classes_block * stride
-                                # Never B × C: at most dW's size, or one block's when that is less.
-                                assert plan["blocks"] == 1 or plan["scratch_elements"] <= classes * dim
+                                assert plan["scratch_elements"] == plan["blocks"] * group * stride
+                                # Bounded by a float32 dW's bytes (or one block's scratch when that is more).
+                                assert plan["blocks"] == 1 or plan["scratch_elements"] * element <= 4 * classes * dim
                             expected_rows = plan["blocks"] * batch if deterministic else batch
                             assert plan["d_e_rows"] == expected_rows
                             if deterministic:
@@ -294,17 +297,29 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
 
 
 @needs_extension
-def test_backward_plan_fills_the_device_and_keeps_small_scratch_in_shared_memory():
+def test_backward_plan_balances_the_blocks_and_keeps_small_scratch_in_shared_memory():
     h100 = dict(zip(("multiprocessors", "max_shared_bytes"), DEVICES["h100"]))
-    # Shape L in bf16: 64 × 512 bf16 of ∂ℓ/∂c fit in shared memory; 2 blocks per SM don't, so one
-    # per SM: 132 wanted, runs of ⌈1340 / 132⌉ = 11 tiles make 122 blocks.
-    plan = cuda.backward_plan(torch.bfloat16, 512, 85_742, 512, deterministic=False, **h100)
+    # Shape S in bf16: 166 class tiles on 132 SMs (one block each: the buffers take over half the
+    # shared memory). The busiest block does 2 tiles whether groups hold 1 or 2: groups of 2, half the
+    # dê atomics, 83 blocks; their scratch (128 × 520 bf16) does not fit beside the buffers ...
+    plan = cuda.backward_plan(torch.bfloat16, 512, 10_572, 512, deterministic=False, **h100)
+    assert plan["group_classes"] == 128 and plan["groups"] == 83 and plan["blocks"] == 83
+    assert not plan["scratch_in_shared"] and plan["scratch_elements"] == 83 * 128 * 520
+    # ... while with B = 64 it does (128 × 72 bf16).
+    plan = cuda.backward_plan(torch.bfloat16, 64, 10_572, 512, deterministic=False, **h100)
     assert plan["scratch_in_shared"] and plan["scratch_elements"] == 0
-    assert plan["blocks"] == math.ceil(1340 / math.ceil(1340 / 132))
-    # Shape Shard: 64 × 4,096 does not fit: a global scratch of blocks × 64 × (4,096 + 8) bf16.
+    assert plan["shared_bytes"] <= DEVICES["h100"][1]
+    # Shape L: 1,340 tiles; one tile per group would make the busiest block do 11, six do 12 (within
+    # 1/8) with six times fewer dê atomics; 224 groups on 132 blocks; a global scratch.
+    plan = cuda.backward_plan(torch.bfloat16, 512, 85_742, 512, deterministic=False, **h100)
+    assert plan["group_classes"] == 6 * 64 and plan["groups"] == 224 and plan["blocks"] == 132
+    assert not plan["scratch_in_shared"] and plan["scratch_elements"] == 132 * 6 * 64 * (512 + 8)
+    # Shape Shard: 4,024 tiles, groups of 8 (31 per block at most) and a global scratch bounded by a
+    # float32 dW's bytes.
     plan = cuda.backward_plan(torch.bfloat16, 4_096, 257_489, 512, deterministic=False, **h100)
-    assert not plan["scratch_in_shared"]
-    assert plan["scratch_elements"] == plan["blocks"] * 64 * (4_096 + 8)
+    assert plan["group_classes"] == 512 and not plan["scratch_in_shared"]
+    assert plan["scratch_elements"] == plan["blocks"] * 512 * (4_096 + 8)
+    assert plan["scratch_elements"] * 2 <= 4 * 257_489 * 512
     # Deterministic: no more slices of (B, D) float32 than C / B.
     plan = cuda.backward_plan(torch.bfloat16, 4_096, 257_489, 512, deterministic=True, **h100)
     assert plan["blocks"] <= 257_489 // 4_096 and plan["d_e_rows"] == plan["blocks"] * 4_096
