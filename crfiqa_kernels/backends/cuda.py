@@ -69,7 +69,7 @@ def runs_on(capability: tuple[int, int], architectures) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _device_supported(index: int) -> bool:
     capability = torch.cuda.get_device_capability(index)
     return runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))

@@ -63,7 +63,7 @@ def test_extension_loads_without_torch_or_a_shared_cuda_runtime():
                            "libs": sorted({{line.split()[-1].rsplit("/", 1)[-1] for line in maps.splitlines()
                                            if ".so" in line}})}}))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert not loaded["torch"]
@@ -88,11 +88,11 @@ def _fake_args(**overrides):
         return _C.Vector(ptr=ptr, dtype=dtype, length=length)
 
     f32, i64 = _C.DTYPE_FLOAT32, _C.DTYPE_INT64
-    common = dict(
-        device=0, stream=0, policy=_C.POLICY_3XTF32,
-        e=matrix(1 << 20, f32, 3, 5), weight=matrix(2 << 20, f32, 7, 5),
-        w_inv_norm=vector(3 << 20, f32, 7), labels=vector(4 << 20, i64, 3), margin=(64.0, 1.0, 0.5, 0.0),
-    )
+    common = {
+        "device": 0, "stream": 0, "policy": _C.POLICY_3XTF32,
+        "e": matrix(1 << 20, f32, 3, 5), "weight": matrix(2 << 20, f32, 7, 5),
+        "w_inv_norm": vector(3 << 20, f32, 7), "labels": vector(4 << 20, i64, 3), "margin": (64.0, 1.0, 0.5, 0.0),
+    }
     forward = dict(common, splits=1, row_max=vector(5 << 20, f32, 3), row_sumexp=vector(6 << 20, f32, 3),
                    target_cos=vector(7 << 20, f32, 3), nn_cos=vector(8 << 20, f32, 3),
                    nn_index=vector(9 << 20, i64, 3))
@@ -128,7 +128,7 @@ def test_launch_without_gpu_raises_instead_of_crashing():
         print(json.dumps(report))
     """)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=root, timeout=120)
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
     report = json.loads(result.stdout)
     assert report.pop("available") is False
