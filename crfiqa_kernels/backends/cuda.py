@@ -121,8 +121,8 @@ def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
 def backward_plan(e_dtype: torch.dtype, batch: int, classes: int, dim: int, *, multiprocessors: int,
                   max_shared_bytes: int, deterministic: bool, blocks: int = 0) -> dict:
     """The backward's launch on a device with these limits (no CUDA call): ``blocks`` (the 1-D
-    ``grid``), the ``group_classes`` of a block's unit of work and ``groups_per_block``, where the ∂ℓ/∂c
-    scratch lives (``scratch_in_shared``, else ``scratch_elements`` of the compute dtype),
+    ``grid``), the ``group_classes`` of a block's unit of work and the ``groups`` the blocks take in
+    turn, where the ∂ℓ/∂c scratch lives (``scratch_in_shared``, else ``scratch_elements`` of the compute dtype),
     ``shared_bytes`` and the rows of the float32 dê buffer (``d_e_rows``). ``blocks`` = 0 fills the
     device; a request is capped by the class groups and the memory bounds (see csrc/plan.h)."""
     return _C.plan_backward(policy=product_policy(e_dtype), batch=batch, classes=classes, dim=dim,
