@@ -69,10 +69,24 @@ def runs_on(capability: tuple[int, int], architectures) -> bool:
     return False
 
 
+def shared_memory_suffices(max_shared_bytes: int) -> bool:
+    """Whether a block may opt into enough shared memory for the backward of every product policy
+    (120 KiB in 16 bits, 154 KiB in fp32: an sm_80 or sm_90 has 163 / 227 KiB, an sm_86 or sm_89 only
+    99 KiB, where the backend reports itself unavailable)."""
+    for policy in (_C.POLICY_FLOAT16, _C.POLICY_BFLOAT16, _C.POLICY_TF32, _C.POLICY_3XTF32):
+        try:
+            _C.plan_backward(policy=policy, batch=1, classes=1, dim=1, deterministic=False, multiprocessors=1,
+                             max_shared_bytes=max_shared_bytes)
+        except RuntimeError:
+            return False
+    return True
+
+
 @functools.cache
 def _device_supported(index: int) -> bool:
     capability = torch.cuda.get_device_capability(index)
-    return runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
+    return (runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
+            and shared_memory_suffices(_C.device_properties(index)["max_shared_bytes"]))
 
 
 def available(device) -> bool:

@@ -326,6 +326,14 @@ def test_backward_plan_balances_the_blocks_and_keeps_small_scratch_in_shared_mem
 
 
 @needs_extension
+def test_backend_needs_the_shared_memory_of_an_sm_80_or_sm_90():
+    """The backward's buffers take 120 KiB (16 bits) / 154 KiB (fp32) a block: an A100 or H100 has room,
+    an sm_86 / sm_89 (99 KiB) does not, and the backend then reports itself unavailable."""
+    assert cuda.shared_memory_suffices(DEVICES["a100"][1]) and cuda.shared_memory_suffices(DEVICES["h100"][1])
+    assert not cuda.shared_memory_suffices(99 * 1024)
+
+
+@needs_extension
 def test_backward_plan_rejects_bad_sizes():
     with pytest.raises(ValueError, match="batch: must lie in"):
         cuda._C.plan_backward(policy=cuda._C.POLICY_BFLOAT16, batch=0, classes=5, dim=8, deterministic=False,

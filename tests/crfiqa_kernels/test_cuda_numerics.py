@@ -263,10 +263,12 @@ def test_pointers_outside_device_memory_are_rejected():
 
 def test_available_on_the_gpus_it_was_built_for():
     capability = torch.cuda.get_device_capability()
-    assert cuda.available("cuda") == cuda.runs_on(capability, cuda._C.ARCHITECTURES)
     properties = cuda._C.device_properties(torch.cuda.current_device())
     assert properties["multiprocessors"] == torch.cuda.get_device_properties(0).multi_processor_count
     assert properties["max_shared_bytes"] >= 48 * 1024
+    expected = cuda.runs_on(capability, cuda._C.ARCHITECTURES) and cuda.shared_memory_suffices(
+        properties["max_shared_bytes"])
+    assert cuda.available("cuda") == expected
 
 
 def test_non_finite_inputs_propagate():
