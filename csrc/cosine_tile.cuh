@@ -1,4 +1,4 @@
-// The cosine tile every kernel starts from, and the cosine gradient the two backward kernels share.
+// The cosine tile every kernel starts from, and the cosine gradient of the backward.
 //
 // CosineTile computes the products ê_i · ŵ_j for a BM × BN tile (rows × classes) over all D
 // columns on the tensor cores, streaming BK-wide column slices of ê and ŵ = W · (1/‖W_j‖) (scaled
@@ -120,13 +120,13 @@ __device__ __forceinline__ ClassColumn load_class_column(const CosineOperands& i
 //             (φ' = 1 with the straight-through margin, applied as if under no_grad).
 // The clamp passes the gradient through unchanged, as the chunked backend does (it only matters where
 // rounding pushes a product past ±1).
-// The overload with ``radial`` also accumulates radial[ni][e] += Σ_i ∂ℓ/∂c_ij · (ê_i · ŵ_j) over the
-// thread's rows: the ŵ_j · ∂ℓ/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂ℓ/∂c_ij ê_i,
-// with ê_i · ŵ_j the product before the clamp).
-template <bool kRadial, int MI, int NI>
-__device__ __forceinline__ void cosine_grad_impl(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
-                                                 const ClassColumn (&cols)[NI][2], const MarginParams& margin,
-                                                 bool exact_margin_grad, float (&radial)[NI][2]) {
+// It also accumulates radial[ni][e] += Σ_i ∂ℓ/∂c_ij · (ê_i · ŵ_j) over the thread's rows: the
+// ŵ_j · ∂ℓ/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂ℓ/∂c_ij ê_i, with ê_i · ŵ_j the
+// product before the clamp).
+template <int MI, int NI>
+__device__ __forceinline__ void cosine_grad(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
+                                            const ClassColumn (&cols)[NI][2], const MarginParams& margin,
+                                            bool exact_margin_grad, float (&radial)[NI][2]) {
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -147,28 +147,11 @@ __device__ __forceinline__ void cosine_grad_impl(float (&acc)[MI][NI][4], const 
           if (target && exact_margin_grad) d_logit *= margin_phi_grad(c, margin);
           const bool inside = row.valid && col.valid;
           x = inside ? margin.s * d_logit : 0.0f;
-          if constexpr (kRadial) {
-            if (inside) radial[ni][e] += x * raw;
-          }
+          if (inside) radial[ni][e] += x * raw;
         }
       }
     }
   }
-}
-
-template <int MI, int NI>
-__device__ __forceinline__ void cosine_grad(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
-                                            const ClassColumn (&cols)[NI][2], const MarginParams& margin,
-                                            bool exact_margin_grad) {
-  float no_radial[NI][2];
-  cosine_grad_impl<false>(acc, rows, cols, margin, exact_margin_grad, no_radial);
-}
-
-template <int MI, int NI>
-__device__ __forceinline__ void cosine_grad(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
-                                            const ClassColumn (&cols)[NI][2], const MarginParams& margin,
-                                            bool exact_margin_grad, float (&radial)[NI][2]) {
-  cosine_grad_impl<true>(acc, rows, cols, margin, exact_margin_grad, radial);
 }
 
 }  // namespace crfiqa

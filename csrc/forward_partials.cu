@@ -156,8 +156,14 @@ struct ForwardKernel {
   }
 };
 
+// Blocks per multiprocessor the register budget is set for: two (at most 128 registers a thread)
+// for the 16-bit products, which fit in them without spilling; one for the tf32 products (whose fp32
+// fragments, split in two for 3xTF32, spill at 128).
 template <class P>
-__global__ void __launch_bounds__(kThreads) forward_partials_kernel(const ForwardParams params) {
+constexpr int kForwardMinBlocks = sizeof(typename P::T) == 2 ? 2 : 1;
+
+template <class P>
+__global__ void __launch_bounds__(kThreads, kForwardMinBlocks<P>) forward_partials_kernel(const ForwardParams params) {
   __shared__ __align__(16) unsigned char smem[sizeof(typename ForwardKernel<P>::Smem)];
   ForwardKernel<P>::run(params, *reinterpret_cast<typename ForwardKernel<P>::Smem*>(smem));
 }

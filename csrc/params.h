@@ -60,21 +60,23 @@ struct BackwardRows {
   bool exact_margin_grad;
 };
 
-struct DWeightParams {
+// The fused backward (backward.cu). Block b walks the class groups b, b + blocks, …; a group is
+// group_tiles class tiles (1 … backward_group_tiles(compute dtype size)). For a group it keeps ∂ℓ/∂cᵀ
+// (group classes × batch, compute dtype) in a scratch: dynamic shared memory when ``scratch_in_shared``,
+// else rows [b·group classes, (b+1)·group classes) of ``scratch``. Either way a scratch row is
+// scratch_row_stride elements: the batch rounded up to whole row tiles, plus 16 bytes.
+struct BackwardParams {
   CosineOperands in;
   MarginParams margin;
   BackwardRows rows;
-  void* d_weight;  // (C, D) in weight's dtype
+  int group_tiles;
+  bool scratch_in_shared;
+  void* scratch;               // global scratch (compute dtype), null when scratch_in_shared
+  int64_t scratch_row_stride;  // elements
+  void* d_weight;              // (C, D) in weight's dtype
   int64_t d_weight_row_stride;
-};
-
-struct DEmbeddingParams {
-  CosineOperands in;
-  MarginParams margin;
-  BackwardRows rows;
-  int splits;
-  int tiles_per_split;
-  bool deterministic;  // true: split s writes rows [s·B, (s+1)·B) of d_e; false: atomic adds into rows [0, B)
+  bool deterministic;  // true: block b accumulates into its own rows [b·B, (b+1)·B) of d_e (no atomics);
+                       // false: atomic adds into rows [0, B) (zeroed by the caller)
   float* d_e;
   int64_t d_e_row_stride;
 };

@@ -1,5 +1,11 @@
 """Backend registry. Each backend module implements the contract of :mod:`.contract` and exposes
-``available(device) -> bool``. Backends import nothing from the package above them."""
+``available(device) -> bool``. Backends import nothing from the package above them.
+
+A backend that does not run some dtype itself says so in a module attribute
+``DELEGATES = {dtype: other_backend_name}`` (the ``cuda`` kernels hand float64, the oracle's
+precision that the tensor cores lack, to ``chunked``). :func:`serving` tells which backend actually
+runs a backend's kernels for a dtype, and ``get(name, dtype)`` returns that backend's module.
+"""
 from __future__ import annotations
 
 import importlib
@@ -37,6 +43,17 @@ def resolve(name: str, device: torch.device) -> str:
     return name
 
 
-def get(name: str):
-    """The module implementing backend ``name`` (not ``auto`` nor ``reference``)."""
-    return _module(name)
+def serving(name: str, dtype: torch.dtype) -> str:
+    """The backend whose kernels run for backend ``name`` on operands of ``dtype``: ``name`` itself,
+    or the one its ``DELEGATES`` names for that dtype (e.g. ``serving("cuda", torch.float64)`` is
+    ``"chunked"``). Not for ``auto`` nor ``reference``."""
+    if name not in _MODULES:
+        raise ValueError(f"backend must be one of {tuple(_MODULES)}, got {name!r}")
+    delegate = getattr(_module(name), "DELEGATES", {}).get(dtype)
+    return name if delegate is None else serving(delegate, dtype)
+
+
+def get(name: str, dtype: torch.dtype | None = None):
+    """The module implementing backend ``name`` (not ``auto`` nor ``reference``); with ``dtype``, the
+    module of the backend that serves that dtype (:func:`serving`)."""
+    return _module(name if dtype is None else serving(name, dtype))

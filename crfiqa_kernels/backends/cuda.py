@@ -8,11 +8,17 @@ Tile products run on the tensor cores: bf16/fp16 embeddings as they are, fp32 on
 ``torch.backends.cuda.matmul.allow_tf32`` is set and as 3xTF32 (about fp32 accuracy) otherwise.
 ``W`` may have any of the three dtypes (converted to the compute dtype on the fly); ``dW`` comes
 back in ``W``'s dtype, ``dê`` in float32. float64 operands — the oracle's precision, which the
-tensor cores do not offer — are handed to the ``chunked`` backend on the same device.
+tensor cores do not offer — are served by the ``chunked`` backend on the same device: ``DELEGATES``
+says so to the registry (``crfiqa_kernels.backends.serving("cuda", torch.float64) == "chunked"``).
 
-``dê`` is accumulated per class split with atomic adds, or, when
-``torch.are_deterministic_algorithms_enabled()``, into one buffer per split summed in a fixed
-order; ``dW`` and the forward partials are always deterministic.
+The backward is one kernel that computes each cosine tile once (csrc/backward.cu): a block owns
+groups of class tiles (512 classes in 16 bits, 256 in fp32), keeps their ∂ℓ/∂c in a bounded scratch
+(shared memory when ``group × B`` elements fit, else ``blocks × group × B`` elements of global
+memory, at most the bytes of a float32 ``dW``), writes its rows of ``dW`` once and adds its share of
+``dê`` once per group with atomic adds, or, when ``torch.are_deterministic_algorithms_enabled()``,
+into its own (B, D) slice, the slices summed in a fixed order. ``dW`` and the forward partials are
+always deterministic. Grids are planned by the extension's pure functions ``_C.plan_forward`` /
+``_C.plan_backward`` (1-D, below 2^31 blocks).
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import re
 
 import torch
 
-from . import chunked
 from .contract import MARGIN_GRADS, Partials
 
 try:
@@ -31,8 +36,10 @@ try:
 except ImportError:  # built without nvcc (CRFIQA_BUILD_CUDA=auto/0): the backend is unavailable
     _C = None
 
-# Blocks per streaming multiprocessor the grids aim for (two waves' worth of load balance).
+# Blocks per streaming multiprocessor the forward grid aims for (two waves' worth of load balance).
 BLOCKS_PER_SM = 2
+# The dtypes this backend does not run itself, and the backend that serves them (see the registry).
+DELEGATES = {torch.float64: "chunked"}
 
 _ARCH = re.compile(r"^(\d+)([af]?)(?:-(real|virtual))?$")
 
@@ -62,10 +69,24 @@ def runs_on(capability: tuple[int, int], architectures) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=None)
+def shared_memory_suffices(max_shared_bytes: int) -> bool:
+    """Whether a block may opt into enough shared memory for the backward of every product policy
+    (120 KiB in 16 bits, 154 KiB in fp32: an sm_80 or sm_90 has 163 / 227 KiB, an sm_86 or sm_89 only
+    99 KiB, where the backend reports itself unavailable)."""
+    for policy in (_C.POLICY_FLOAT16, _C.POLICY_BFLOAT16, _C.POLICY_TF32, _C.POLICY_3XTF32):
+        try:
+            _C.plan_backward(policy=policy, batch=1, classes=1, dim=1, deterministic=False, multiprocessors=1,
+                             max_shared_bytes=max_shared_bytes)
+        except RuntimeError:
+            return False
+    return True
+
+
+@functools.cache
 def _device_supported(index: int) -> bool:
     capability = torch.cuda.get_device_capability(index)
-    return runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
+    return (runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
+            and shared_memory_suffices(_C.device_properties(index)["max_shared_bytes"]))
 
 
 def available(device) -> bool:
@@ -111,15 +132,16 @@ def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
     return whole_splits(max(1, math.ceil(BLOCKS_PER_SM * multiprocessors / row_tiles)), class_tiles)
 
 
-def backward_splits(batch: int, classes: int, dim: int, multiprocessors: int, deterministic: bool) -> int:
-    """Class splits of the dê kernel: enough blocks to fill the device; on the deterministic path no
-    more than C / B, so that the (splits, B, D) float32 buffers stay within the size of dW."""
-    blocks_per_split = math.ceil(dim / _C.BACKWARD_BLOCK_COLUMNS) * math.ceil(batch / _C.BACKWARD_BLOCK_ROWS)
-    class_tiles = math.ceil(classes / _C.BACKWARD_BLOCK_CLASSES)
-    splits = max(1, math.ceil(BLOCKS_PER_SM * multiprocessors / blocks_per_split))
-    if deterministic:
-        splits = min(splits, max(1, classes // batch))
-    return whole_splits(splits, class_tiles)
+def backward_plan(e_dtype: torch.dtype, batch: int, classes: int, dim: int, *, multiprocessors: int,
+                  max_shared_bytes: int, deterministic: bool, blocks: int = 0) -> dict:
+    """The backward's launch on a device with these limits (no CUDA call): ``blocks`` (the 1-D
+    ``grid``), the ``group_classes`` of a block's unit of work and the ``groups`` the blocks take in
+    turn, where the ∂ℓ/∂c scratch lives (``scratch_in_shared``, else ``scratch_elements`` of the compute dtype),
+    ``shared_bytes`` and the rows of the float32 dê buffer (``d_e_rows``). ``blocks`` = 0 fills the
+    device; a request is capped by the class groups and the memory bounds (see csrc/plan.h)."""
+    return _C.plan_backward(policy=product_policy(e_dtype), batch=batch, classes=classes, dim=dim,
+                            deterministic=deterministic, multiprocessors=multiprocessors,
+                            max_shared_bytes=max_shared_bytes, blocks=blocks)
 
 
 def _matrix(tensor: torch.Tensor):
@@ -157,8 +179,14 @@ def _check(e_hat, weight, *others) -> None:
             raise ValueError(f"{name} is on {tensor.device} but e_hat is on {e_hat.device}")
 
 
-def _uses_float64(e_hat, weight) -> bool:
-    return torch.float64 in (e_hat.dtype, weight.dtype)
+def _delegate(e_hat, weight):
+    """The backend module serving these operands when this one does not (``DELEGATES``), else None."""
+    from . import get  # the registry; imported here because it imports this module
+
+    for dtype in (e_hat.dtype, weight.dtype):
+        if dtype in DELEGATES:
+            return get("cuda", dtype)
+    return None
 
 
 def _margin(margin) -> tuple[float, float, float, float]:
@@ -170,19 +198,21 @@ def _launch_context(device: torch.device) -> dict:
     return {"device": index, "stream": torch.cuda.current_stream(index).cuda_stream}
 
 
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
+def _device_properties(device: torch.device) -> dict:
+    """``multiprocessors`` and ``max_shared_bytes`` of the device (cached by the extension)."""
+    return _C.device_properties(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits: int | None = None) -> Partials:
     """Partials (S, B) of the shard; ``splits`` overrides the number of class splits."""
     _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local))
-    if _uses_float64(e_hat, weight):
-        return chunked.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin)
+    delegate = _delegate(e_hat, weight)
+    if delegate is not None:
+        return delegate.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin)
     batch, classes = e_hat.shape[0], weight.shape[0]
     class_tiles = math.ceil(classes / _C.FORWARD_BLOCK_CLASSES)
     if splits is None:
-        splits = forward_splits(batch, classes, _multiprocessors(e_hat.device))
+        splits = forward_splits(batch, classes, _device_properties(e_hat.device)["multiprocessors"])
     else:
         splits = whole_splits(splits, class_tiles)
     e_hat, e_arg = _matrix(e_hat)
@@ -202,44 +232,42 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits:
     return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
 
 
-def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
-             splits: int | None = None):
-    """``(dê float32, dW in weight's dtype)``; ``splits`` overrides the class splits of the dê kernel."""
+def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *, blocks: int = 0):
+    """``(dê float32, dW in weight's dtype)``; ``blocks`` > 0 asks for that many backward blocks (capped
+    as :func:`backward_plan` says)."""
     if margin_grad not in MARGIN_GRADS:
         raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
     _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local), ("lse", lse),
            ("row_grad", row_grad))
-    if _uses_float64(e_hat, weight):
-        return chunked.backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad)
+    delegate = _delegate(e_hat, weight)
+    if delegate is not None:
+        return delegate.backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad)
     batch, dim = e_hat.shape
-    classes = weight.shape[0]
     deterministic = torch.are_deterministic_algorithms_enabled()
-    class_tiles = math.ceil(classes / _C.BACKWARD_BLOCK_CLASSES)
-    if splits is None:
-        splits = backward_splits(batch, classes, dim, _multiprocessors(e_hat.device), deterministic)
-    else:
-        splits = whole_splits(splits, class_tiles)
+    plan = backward_plan(e_hat.dtype, batch, weight.shape[0], dim, deterministic=deterministic, blocks=blocks,
+                         **_device_properties(e_hat.device))
     e_hat, e_arg = _matrix(e_hat)
     weight, w_arg = _matrix(weight)
     w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
     labels_local, labels_arg = _vector(labels_local, torch.int64)
     lse, lse_arg = _vector(lse, torch.float32)
     row_grad, grad_arg = _vector(row_grad, torch.float32)
-    operands = dict(
-        policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg, w_inv_norm=inv_arg, labels=labels_arg,
-        lse=lse_arg, row_grad=grad_arg, margin=_margin(margin), exact_margin_grad=margin_grad == "exact",
-    )
-    context = _launch_context(e_hat.device)
-
-    d_weight = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
-    _C.backward_dweight(**context, **operands, d_weight=_matrix(d_weight)[1])
-
-    if deterministic:
-        # Each split writes its own (B, D) slice; the slices are summed in a fixed order.
-        slices = torch.empty((splits * batch, dim), dtype=torch.float32, device=e_hat.device)
-        _C.backward_dembedding(**context, **operands, splits=splits, deterministic=True, d_e=_matrix(slices)[1])
-        d_e_hat = slices.view(splits, batch, dim).sum(dim=0)
+    if plan["scratch_in_shared"]:
+        scratch_arg = _C.Vector(ptr=0, dtype=dtype_code(e_hat.dtype), length=0)
     else:
-        d_e_hat = torch.zeros((batch, dim), dtype=torch.float32, device=e_hat.device)
-        _C.backward_dembedding(**context, **operands, splits=splits, deterministic=False, d_e=_matrix(d_e_hat)[1])
-    return d_e_hat, d_weight
+        scratch = torch.empty(plan["scratch_elements"], dtype=e_hat.dtype, device=e_hat.device)
+        scratch_arg = _vector_arg(scratch)
+    d_weight = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device)
+    # Atomic adds need zeros; each deterministic slice is stored whole by its block before any add.
+    allocate = torch.empty if deterministic else torch.zeros
+    d_e = allocate((plan["d_e_rows"], dim), dtype=torch.float32, device=e_hat.device)
+    _C.backward(
+        **_launch_context(e_hat.device), policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg,
+        w_inv_norm=inv_arg, labels=labels_arg, lse=lse_arg, row_grad=grad_arg, margin=_margin(margin),
+        exact_margin_grad=margin_grad == "exact", blocks=plan["blocks"], deterministic=deterministic,
+        scratch=scratch_arg, d_e=_matrix(d_e)[1], d_weight=_matrix(d_weight)[1],
+    )
+    if deterministic:
+        # The per-block slices, summed in a fixed order.
+        d_e = d_e.view(plan["blocks"], batch, dim).sum(dim=0)
+    return d_e, d_weight
