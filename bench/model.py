@@ -37,33 +37,33 @@ LABEL = "modeled, not measured"
 # ---------------------------------------------------------------------------------------------
 KERNELS: dict[str, list[dict]] = {
     "ours (fused, modeled)": [
-        dict(launch="forward", gemms=1, hbm={
+        {"launch": "forward", "gemms": 1, "hbm": {
             "W read once (fp32 master)": "C*D*w",
             "E read per class split": "fwd_splits*B*D*e",
-        }, l2={}),
-        dict(launch="backward", gemms=3, hbm={
+        }, "l2": {}},
+        {"launch": "backward", "gemms": 3, "hbm": {
             "W read once (fp32 master)": "C*D*w",
             "dW written once": "C*D*w",
             "dℓ/dc scratch written + read (compute dtype)": "2*B*C*e*(1-scratch_in_l2)",
             "E read, dE written (fp32)": "B*D*e + B*D*4",
-        }, l2={
+        }, "l2": {
             "dℓ/dc scratch (if L2-resident)": "2*B*C*e*scratch_in_l2",
             "dE fp32 atomics, B×D per class tile": "ceil(C/block_c)*B*D*4",
             "E re-read per class tile": "ceil(C/block_c)*B*D*e",
-        }),
+        }},
     ],
     # The bench's floor impl: cuBLAS GEMMs in the compute dtype (W cast once, outside the step), the
     # B × C product materialized in the compute dtype.
     "floor (3 GEMMs, modeled)": [
-        dict(launch="E·Wᵀ", gemms=1, hbm={"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, l2={}),
-        dict(launch="G·W", gemms=1, hbm={"G, W read; B×D written": "B*C*e + C*D*e + B*D*e"}, l2={}),
-        dict(launch="Gᵀ·E", gemms=1, hbm={"G, E read; C×D written": "B*C*e + B*D*e + C*D*e"}, l2={}),
+        {"launch": "E·Wᵀ", "gemms": 1, "hbm": {"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, "l2": {}},
+        {"launch": "G·W", "gemms": 1, "hbm": {"G, W read; B×D written": "B*C*e + C*D*e + B*D*e"}, "l2": {}},
+        {"launch": "Gᵀ·E", "gemms": 1, "hbm": {"G, E read; C×D written": "B*C*e + B*D*e + C*D*e"}, "l2": {}},
     ],
     "floor4 (4 GEMMs, modeled)": [
-        dict(launch="E·Wᵀ", gemms=1, hbm={"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, l2={}),
-        dict(launch="E·Wᵀ again", gemms=1, hbm={"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, l2={}),
-        dict(launch="G·W", gemms=1, hbm={"G, W read; B×D written": "B*C*e + C*D*e + B*D*e"}, l2={}),
-        dict(launch="Gᵀ·E", gemms=1, hbm={"G, E read; C×D written": "B*C*e + B*D*e + C*D*e"}, l2={}),
+        {"launch": "E·Wᵀ", "gemms": 1, "hbm": {"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, "l2": {}},
+        {"launch": "E·Wᵀ again", "gemms": 1, "hbm": {"E, W read; B×C written": "B*D*e + C*D*e + B*C*e"}, "l2": {}},
+        {"launch": "G·W", "gemms": 1, "hbm": {"G, W read; B×D written": "B*C*e + C*D*e + B*D*e"}, "l2": {}},
+        {"launch": "Gᵀ·E", "gemms": 1, "hbm": {"G, E read; C×D written": "B*C*e + B*D*e + C*D*e"}, "l2": {}},
     ],
 }
 OURS = "ours (fused, modeled)"
@@ -98,13 +98,14 @@ class Params:
 
     def variables(self, batch: int, classes: int, dim: int) -> dict:
         fwd_splits = min(math.ceil(classes / self.fwd_block_c), math.ceil(self.programs / math.ceil(batch / self.fwd_block_b)))
-        return dict(B=batch, C=classes, D=dim, e=self.compute_bytes, w=self.weight_bytes, fwd_splits=fwd_splits,
-                    block_c=self.block_c, scratch_in_l2=int(self.scratch_in_l2), ceil=math.ceil)
+        return {"B": batch, "C": classes, "D": dim, "e": self.compute_bytes, "w": self.weight_bytes,
+                "fwd_splits": fwd_splits, "block_c": self.block_c, "scratch_in_l2": int(self.scratch_in_l2),
+                "ceil": math.ceil}
 
 
 def evaluate(formula: str, variables: dict) -> float:
     """One byte formula of :data:`KERNELS` (arithmetic on the variables and ``ceil`` only)."""
-    return float(eval(formula, {"__builtins__": {}}, variables))  # noqa: S307 — our own table's formulas
+    return float(eval(formula, {"__builtins__": {}}, variables))  # our own table's formulas
 
 
 @dataclass
@@ -166,12 +167,12 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
     lines = [
         f"# Modeled roofline — {LABEL}",
         "",
-        f"**Every figure on this page is modeled** (`python -m bench.model`), from counted FLOPs and HBM bytes "
-        f"on {machine.name}; none was measured. Measured figures live in the benchmark's own tables.",
+        (f"**Every figure on this page is modeled** (`python -m bench.model`), from counted FLOPs and HBM bytes "
+         f"on {machine.name}; none was measured. Measured figures live in the benchmark's own tables."),
         "",
-        f"Dtype: bf16 compute (e = {params.compute_bytes} bytes), fp32 master weights (w = {params.weight_bytes}). "
-        f"Per launch: time = max(FLOPs / {machine.flops_per_s / 1e12:,.0f} TFLOP/s, "
-        f"HBM bytes / {machine.hbm_bytes_per_s / 1e12:,.1f} TB/s); a step is the sum of its launches.",
+        (f"Dtype: bf16 compute (e = {params.compute_bytes} bytes), fp32 master weights (w = {params.weight_bytes}). "
+         f"Per launch: time = max(FLOPs / {machine.flops_per_s / 1e12:,.0f} TFLOP/s, "
+         f"HBM bytes / {machine.hbm_bytes_per_s / 1e12:,.1f} TB/s); a step is the sum of its launches."),
         f"Assumptions: dℓ/dc scratch {'L2-resident (not timed)' if params.scratch_in_l2 else 'counted as HBM traffic'}; "
         f"forward class splits fill {params.programs} programs of {params.fwd_block_b} rows; backward class tile "
         f"{params.block_c}; dE atomics and E re-reads go to L2 "
@@ -180,8 +181,8 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
         + "launch overheads, tails and "
         "the O(B) combine are not modeled.",
         "",
-        "| shape | implementation (modeled) | launches: modeled ms (bound) | GFLOP | HBM GB | L2 GB "
-        "| modeled fwd+bwd ms | modeled / floor | modeled / floor4 |",
+        ("| shape | implementation (modeled) | launches: modeled ms (bound) | GFLOP | HBM GB | L2 GB "
+         "| modeled fwd+bwd ms | modeled / floor | modeled / floor4 |"),
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ratios = {}

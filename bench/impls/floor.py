@@ -21,7 +21,6 @@ def _prepare(setting: Setting, recompute: bool = False):
     def forward(problem):
         with torch.no_grad():
             torch.mm(problem.embeddings.detach(), weight.T)
-        return None
 
     def forward_backward(problem):
         with torch.no_grad():

@@ -55,8 +55,9 @@ for version in "${versions[@]}"; do
     venv="$BASE/triton-$version"
     log="$BASE/triton-$version.log"
     start=$(date +%s)
+    : >"$log"
     if [ ! -x "$venv/bin/python" ]; then
-        "$PYTHON" -m venv --system-site-packages "$venv" >"$log" 2>&1 \
+        "$PYTHON" -m venv --system-site-packages "$venv" >>"$log" 2>&1 \
             || { verdicts+=("triton $version: SETUP FAILED (venv; see $log)"); status=1; continue; }
     fi
     # --ignore-installed: the system's Triton stays where it is; the venv's copy shadows it.
@@ -78,13 +79,15 @@ for version in "${versions[@]}"; do
         "$venv/bin/python" -m pytest -q -p no:cacheprovider -o addopts="" -rfE "${selection[@]}" >>"$log" 2>&1
     rc=$?
     seconds=$(( $(date +%s) - start ))
-    summary=$(grep -E '^=+ .*(passed|failed|error|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 | sed 's/^=* //; s/ =*$//')
+    summary=$(grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 | sed 's/^=* //; s/ =*$//')
     if [ $rc -eq 0 ]; then
         verdicts+=("triton $version (numpy ${got##* }): PASS — ${summary:-no summary} (${seconds}s)")
     else
         [ $rc -eq 124 ] && summary="timed out after ${TIMEOUT}s"
-        failed=$(grep -E '^(FAILED|ERROR) ' "$log" | sed 's/ - .*//; s/^\(FAILED\|ERROR\) //' | head -5 | tr '\n' ' ')
-        verdicts+=("triton $version (numpy ${got##* }): FAIL — ${summary:-pytest exit $rc} (${seconds}s); first: ${failed:-see log}; log: $log")
+        failed=$(grep -E '^(FAILED|ERROR) ' "$log" | sed 's/ - .*//; s/^\(FAILED\|ERROR\) //' | head -3 | tr '\n' ' ')
+        reasons=$(grep -E '^E +[A-Za-z.]*(Error|Exception)' "$log" | sed 's/^E *//' | cut -c1-120 | sort | uniq -c \
+                  | sort -rn | head -2 | sed 's/^ *//' | paste -sd ';' -)
+        verdicts+=("triton $version (numpy ${got##* }): FAIL — ${summary:-pytest exit $rc} (${seconds}s); first: ${failed:-see log}; most frequent: ${reasons:-see log}; log: $log")
         status=1
     fi
 done
