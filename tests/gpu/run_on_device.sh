@@ -31,7 +31,7 @@ WORK="${GPU_RUN_WORK:-${TMPDIR:-/tmp}/crfiqa-gpu-run}"
 # name | limit s | estimate s | minimum s worth starting with | what
 STEPS=(
     "env|15|5|5|versions: nvidia-smi, nvcc, torch, triton, the Python packages the steps use"
-    "build|90|45|60|CRFIQA_BUILD_CUDA=1 pip install -e . (crfiqa_kernels._C for sm_80 + sm_90a, ninja on every core)"
+    "build|90|45|60|CRFIQA_BUILD_CUDA=1 pip install -e . (crfiqa_kernels._C for sm_90a only, ninja on every core)"
     "peers|30|10|10|install the carried peer wheels (Liger-Kernel, Cut Cross-Entropy) offline into a target folder"
     "gpu-tests|150|90|60|pytest -m gpu -k 'triton or cuda' tests/crfiqa_kernels: both GPU backends against the float64 oracle"
     "bench-bf16|180|150|90|python -m bench --preset gpu-short: S, L, XL in bf16, fwd and fwd+bwd, every peer and both floors"
@@ -42,8 +42,10 @@ STEPS=(
 )
 # How the estimates were made (H200 host, 16 cores; nothing of ours has run there yet):
 ESTIMATE_NOTES=(
-    "build: the extension's compile measured on this project's 2-core CPU machine (nvcc 13.0, both archs), scaled to"
-    "  16 cores, where ninja compiles the 4 sources in parallel: the longest single source sets the time."
+    "build: measured here (2 shared cores, nvcc 13.0, commit 53bc8cf): the slowest source, backward_dweight.cu, takes"
+    "  40 s of CPU for sm_80 + sm_90a and 23 s for sm_90a alone (the step builds sm_90a only: CRFIQA_CUDA_ARCHS=90a,"
+    "  the H200's); CMake's configure 24 s wall under load. On 16 idle cores ninja compiles the 4 sources at once:"
+    "  ~10 s configure + ~25 s slowest source + link and pip ~10 s = ~45 s."
     "gpu-tests, bench: dominated by compiles, not by the GPU work. Triton's offline sm_90 compile of one kernel"
     "  variant took ~7 s here on a loaded core (tests/crfiqa_kernels: test_kernels_compile_for_hopper, 15 variants"
     "  in 106 s); counted ~4 s on the device and ~10-15 variants in the GPU tests. torch.compile of the authors'"
@@ -195,7 +197,8 @@ EOF
 }
 
 run_build() {
-    env CRFIQA_BUILD_CUDA=1 MAX_JOBS="$(nproc)" "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index -e . \
+    env CRFIQA_BUILD_CUDA=1 MAX_JOBS="$(nproc)" CRFIQA_CUDA_ARCHS="$CRFIQA_CUDA_ARCHS" \
+        "$PYTHON" -m pip install --no-deps --no-build-isolation --no-index -e . \
         && "$PYTHON" -c "from crfiqa_kernels.backends import cuda; import sys; ok = cuda.available('cuda'); print('cuda backend available:', ok); sys.exit(0 if ok else 1)"
 }
 
@@ -269,6 +272,9 @@ main_run() {
     rm -rf "$WORK"; mkdir -p "$WORK/logs" "$WORK/bench" "$WORK/peers"
     : >"$OUT/steps.tsv"
     export PYTHONUNBUFFERED=1 PYTHON WORK OUT PEER_WHEELS
+    # The H200's architecture alone: half the build time. Exported, so that the extension's tests
+    # expect this list instead of the default "80;90a".
+    export CRFIQA_CUDA_ARCHS="${CRFIQA_CUDA_ARCHS:-90a}"
     export PYTHONPATH="$WORK/peers:$REPO:$REPO/python${PYTHONPATH:+:$PYTHONPATH}"
     # The harness compiles in-process by default (a 2-core habit); the device has cores to spare.
     export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-$(nproc)}"
