@@ -217,17 +217,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="count the dℓ/dc scratch as L2-resident instead of HBM traffic")
     parser.add_argument("--flops", type=float, default=Machine.flops_per_s, help="peak FLOP/s (default 790e12)")
     parser.add_argument("--bandwidth", type=float, default=Machine.hbm_bytes_per_s, help="HBM bytes/s (default 3.0e12)")
+    parser.add_argument("--block-c", type=int, default=Params.block_c,
+                        help="the backward's class tile: dE atomics and E re-reads scale with C / block_c (default 64)")
     parser.add_argument("--l2-bandwidth", type=float, default=None,
                         help="time L2 traffic too, at this many bytes/s (a sensitivity check; default: not timed)")
     parser.add_argument("--out", type=Path, default=RESULTS / "model-h100.md", help="markdown file to write")
     args = parser.parse_args(argv)
-    if args.flops <= 0 or args.bandwidth <= 0 or (args.l2_bandwidth is not None and args.l2_bandwidth <= 0):
-        parser.error("--flops, --bandwidth and --l2-bandwidth must be positive")
+    if (args.flops <= 0 or args.bandwidth <= 0 or args.block_c <= 0
+            or (args.l2_bandwidth is not None and args.l2_bandwidth <= 0)):
+        parser.error("--flops, --bandwidth, --block-c and --l2-bandwidth must be positive")
     machine = Machine(l2_bytes_per_s=args.l2_bandwidth)
     if (args.flops, args.bandwidth) != (machine.flops_per_s, machine.hbm_bytes_per_s):
         machine = Machine(f"a card of {args.flops / 1e12:,.0f} TFLOP/s and {args.bandwidth / 1e12:,.2f} TB/s (modeled)",
                           args.flops, args.bandwidth, args.l2_bandwidth)
-    text, _ = table(machine, Params(scratch_in_l2=args.scratch_in_l2))
+    text, _ = table(machine, Params(scratch_in_l2=args.scratch_in_l2, block_c=args.block_c))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

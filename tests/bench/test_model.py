@@ -53,6 +53,9 @@ def test_scratch_in_l2_and_l2_rate_are_parameters():
     assert in_l2.l2_bytes - in_hbm.l2_bytes == scratch
     slow_l2 = model.model(model.OURS, "XL", machine=model.Machine(l2_bytes_per_s=1e12))
     assert slow_l2.launches[1].bound == "L2" and slow_l2.seconds > in_hbm.seconds
+    # Wider class tiles: a quarter of the dE atomics and E re-reads at block_c = 256.
+    wide = model.model(model.OURS, "XL", params=model.Params(block_c=256))
+    assert wide.l2_bytes == pytest.approx(in_hbm.l2_bytes / 4, rel=1e-4)
 
 
 def test_report_is_labelled_modeled_everywhere(tmp_path, capsys):
