@@ -3,17 +3,18 @@ from __future__ import annotations
 
 LOSS_AND_FLOOR = (
     "authors_eager,authors_compiled,linear_cross_entropy,linear_cross_entropy_chunked,arcface_torch,"
-    "liger,cut_cross_entropy,chunked,triton,cuda,floor"
+    "liger,cut_cross_entropy,chunked,triton,cuda,floor,floor4"
 )
 
 PRESETS = {
-    # Issue 2 item 9: the CPU path against the authors' formulation and PyTorch's linear CE at L.
+    # Issue 2 item 9: the CPU path against the authors' formulation and PyTorch's linear CE at L,
+    # beside the three-GEMM and four-product floors (floor, floor4).
     # A step costs about 1-2.5 s on 2 cores: 20 timed repeats after 1 warm-up keep the run near
     # 2 minutes on a quiet machine. (linear_cross_entropy_chunked is left out: over 15 s a step
     # at this shape on 2 cores.)
     "cpu-l": dict(
         device="cpu", shapes="L", dtypes="fp32", modes="fwd_bwd",
-        impls="authors_eager,linear_cross_entropy,chunked",
+        impls="authors_eager,linear_cross_entropy,chunked,floor,floor4",
         threads=2, warmup=1, repeats=20,
     ),
     # Every implementation once at the tiny shape: checks that the harness runs end to end.
@@ -22,6 +23,13 @@ PRESETS = {
     # Issue 8 item 1 on a GPU: every peer, every shape, both dtypes and modes.
     "gpu": dict(device="cuda", shapes="S,L,XL,Shard", dtypes="bf16,fp32", modes="fwd,fwd_bwd",
                 impls=LOSS_AND_FLOOR, warmup=5, repeats=30),
+    # The device call's short run (tests/gpu/run_on_device.sh, DESIGN §8): S, L, XL in bf16 with the
+    # peers of issue 13 item 4, both floors and our three backends; 2 warm-ups, 10 repeats. The script
+    # reuses it with --dtypes fp32 and --shapes Shard while time remains.
+    "gpu-short": dict(device="cuda", shapes="S,L,XL", dtypes="bf16", modes="fwd,fwd_bwd",
+                      impls="authors_eager,authors_compiled,linear_cross_entropy,liger,cut_cross_entropy,"
+                            "floor,floor4,chunked,triton,cuda",
+                      warmup=2, repeats=10),
     # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
     "gpu-stats": dict(device="cuda", shapes="Stats", dtypes="fp32,bf16", modes="fwd",
                       impls="class_stats,faiss_top2", warmup=3, repeats=20),

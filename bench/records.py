@@ -70,7 +70,8 @@ def environment(device: torch.device) -> dict:
     return {
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
-        "commit": _git("rev-parse", "HEAD"),
+        # A copy without .git (the device machine's) names its commit in CRFIQA_COMMIT.
+        "commit": _git("rev-parse", "HEAD") or os.environ.get("CRFIQA_COMMIT"),
         "dirty": bool(status) if status is not None else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "driver": _nvidia_driver() if device.type == "cuda" else None,

@@ -12,6 +12,8 @@ import itertools
 import pytest
 import torch
 
+pytest.importorskip("pytest_benchmark")  # optional: these are timings, not tests
+
 from bench.impls import Setting, get_implementation
 from bench.problems import get_dtype, make_problems
 from bench.runner import MARGIN

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .authors import AUTHORS_COMPILED, AUTHORS_EAGER
 from .base import MODES, Implementation, Semantics, Setting, Unavailable
-from .floor import FLOOR
+from .floor import FLOOR, FLOOR4
 from .fused_peers import CUT_CROSS_ENTROPY, LIGER
 from .linear_ce import LINEAR_CROSS_ENTROPY, LINEAR_CROSS_ENTROPY_CHUNKED
 from .ours import CHUNKED, CUDA, TRITON
@@ -24,6 +24,7 @@ IMPLEMENTATIONS = {
         TRITON,
         CUDA,
         FLOOR,
+        FLOOR4,
         CLASS_STATS,
         FAISS_TOP2,
     )

@@ -2,6 +2,7 @@
 oracle, the records, failures recorded rather than dropped, the memory measurement, the report."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -21,6 +22,7 @@ from crfiqa_kernels.reference import cosine_matrix, margin_ccs_loss_reference
 CPU = torch.device("cpu")
 TINY = get_shape("tiny")
 FP32 = get_dtype("fp32")
+NO_FAISS = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed (optional)")
 CPU_LOSSES = (
     "authors_eager",
     "authors_compiled",
@@ -97,7 +99,44 @@ def test_floor_computes_the_three_products(problems):
     assert _error(d_weight, products.T @ emb) <= 1e-4
 
 
-@pytest.mark.parametrize("name", ("class_stats", "faiss_top2"))
+def test_floor4_computes_the_four_products_and_only_in_fwd_bwd(problems):
+    problem = problems[0]
+    impl = get_implementation("floor4")
+    assert impl.modes == ("fwd_bwd",) and impl.kind == "floor"
+    calls = []
+    original = torch.mm
+
+    def counting_mm(a, b):
+        calls.append((tuple(a.shape), tuple(b.shape)))
+        return original(a, b)
+
+    step = impl.prepare(_setting(problems, "fwd_bwd"))
+    torch.mm = counting_mm
+    try:
+        d_emb, d_weight = step(problem)
+    finally:
+        torch.mm = original
+    batch, classes, dim = TINY.batch, TINY.classes, TINY.dim
+    # E·Wᵀ, the recompute E·Wᵀ, G·W, Gᵀ·E: four products of B·C·D multiply-adds each.
+    assert calls == [((batch, dim), (dim, classes))] * 2 + [((batch, classes), (classes, dim)),
+                                                            ((classes, batch), (batch, dim))]
+    emb, weight = problem.embeddings.detach().double(), problem.weight.detach().double()
+    products = emb @ weight.T
+    assert _error(d_emb, products @ weight) <= 1e-4
+    assert _error(d_weight, products.T @ emb) <= 1e-4
+
+
+def test_every_loss_preset_times_both_floors():
+    from bench.impls import IMPLEMENTATIONS
+    from bench.presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        impls = list(IMPLEMENTATIONS) if preset["impls"] == "all" else preset["impls"].split(",")
+        if "fwd_bwd" in preset.get("modes", "") and any(get_implementation(i).kind == "loss" for i in impls):
+            assert {"floor", "floor4"} <= set(impls), name
+
+
+@pytest.mark.parametrize("name", ("class_stats", pytest.param("faiss_top2", marks=NO_FAISS)))
 def test_searches_find_the_two_nearest_class_centers(problems, name):
     problem = problems[0]
     output = get_implementation(name).prepare(_setting(problems, "fwd"))(problem)
@@ -229,6 +268,7 @@ def test_scale_records_a_failed_search_and_renders_it():
     assert "| chunked | fp32 | error |" in markdown(records)
 
 
+@NO_FAISS
 def test_search_recall_report(tmp_path):
     from bench import search_recall
 

@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("onnx")  # optional packages (the wrapper extra): skip cleanly without them
+pytest.importorskip("onnxruntime")
+
 from crfiqa.onnx_export import OnnxQualityModel, export_onnx
 from crfiqa.score import load_quality_model, open_images, score_images
 

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("faiss")  # an optional dependency (the GPU image has none): skip cleanly without it
+
 from crfiqa_kernels import class_stats, search
 from crfiqa_kernels.reference import cosine_matrix
 
