@@ -23,7 +23,7 @@ python -c "from crfiqa_kernels.backends import cuda; import sys; sys.exit(0 if c
     || { echo "the cuda backend is not available (extension not built for this GPU?)" >&2; exit 2; }
 
 export PYTORCH_NO_CUDA_MEMORY_CACHING=1
-TESTS=(tests/crfiqa_kernels/test_cuda_extension.py tests/crfiqa_kernels/test_backends.py)
+TESTS=(tests/crfiqa_kernels/test_cuda_numerics.py tests/crfiqa_kernels/test_backends.py)
 
 for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool"
