@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from crfiqa_kernels import Margin, margin_ccs_loss
-from crfiqa_kernels.backends import chunked, resolve, triton_backend, triton_config
+from crfiqa_kernels.backends import chunked, class_splits, resolve, triton_backend, triton_config
 from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
-from crfiqa_kernels.backends.triton_fwd import class_split_tiles
 from crfiqa_kernels.combine import combine_partials
 from crfiqa_kernels.reference import margin_ccs_loss_reference
 
@@ -200,11 +199,6 @@ def _assert_within(name, impl, same_dtype, oracle, dtype, *, relative):
     assert error <= bound, f"{name} ({dtype}): error {error:.3g} > bound {bound:.3g}"
 
 
-def _split_bounds(classes, block_c, splits):
-    per_split, count = class_split_tiles(classes, block_c, splits)
-    return [(s * per_split * block_c, min((s + 1) * per_split * block_c, classes)) for s in range(count)]
-
-
 def _local_labels(labels, start, stop):
     return torch.where((labels >= start) & (labels < stop), labels - start, -1)
 
@@ -217,7 +211,7 @@ def test_forward_partials_per_split(dtype):
     e_hat, weight, w_inv_norm, labels, _ = _contract_inputs(batch, classes, 80, dtype, seed=43)
     labels[:4] = torch.tensor([0, 63, 64, classes - 1])
     partials = triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, config=config)
-    bounds = _split_bounds(classes, config.block_c, config.splits)
+    bounds = class_splits.class_ranges(classes, config.block_c, config.splits)
     assert partials.row_max.shape == (len(bounds), batch) == (4, batch)
     assert partials.nn_index.dtype == torch.int64
 
@@ -355,8 +349,8 @@ def test_splits_fill_an_h100_at_batch_512(monkeypatch):
         batch_tiles = math.ceil(512 / config.block_b)
         class_tiles = math.ceil(classes / config.block_c)
         assert batch_tiles * config.splits >= 132
-        per_split, splits = class_split_tiles(classes, config.block_c, config.splits)
-        assert splits == config.splits and (splits - 1) * per_split < class_tiles
+        splits = class_splits.plan(class_tiles, config.splits)
+        assert splits.count == config.splits and (splits.count - 1) * splits.tiles_per_split < class_tiles
     small = triton_config.forward_config(512, 300, 512, torch.bfloat16, torch.device("cuda"))
     assert small.splits == math.ceil(300 / small.block_c)
 
