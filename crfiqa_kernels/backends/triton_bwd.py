@@ -32,7 +32,6 @@ import triton.language as tl
 
 from . import class_splits
 from .contract import MARGIN_GRADS, accumulate_dtype
-from .triton_interpreter import dot_operand, emulates_bf16, store_value
 from .triton_common import (
     LOG2E,
     TL_DTYPES,
@@ -46,6 +45,7 @@ from .triton_common import (
     to_acc,
 )
 from .triton_config import BackwardConfig
+from .triton_interpreter import dot_operand, emulates_bf16, store_value
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _backward_kernel(
 
     # Loop bounds are run-time scalars (the interpreter takes no tensor bounds); the last split
     # may hold fewer tiles than the others.
-    for step in range(0, tiles_per_split):
+    for step in range(tiles_per_split):
         tile = split * tiles_per_split + step
         if tile < class_tiles:
             cols = tile * BLOCK_C + offs_c

@@ -16,8 +16,8 @@ import triton
 import triton.language as tl
 
 from .contract import accumulate_dtype
-from .triton_interpreter import dot_operand, emulates_bf16
 from .triton_config import interpreting
+from .triton_interpreter import dot_operand, emulates_bf16
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)

@@ -111,7 +111,7 @@ def _forward_partials_kernel(
 
     # Loop bounds are run-time scalars (the interpreter takes no tensor bounds); the last split
     # may hold fewer tiles than the others.
-    for step in range(0, tiles_per_split):
+    for step in range(tiles_per_split):
         tile = split * tiles_per_split + step
         if tile < class_tiles:
             cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)

@@ -117,7 +117,7 @@ def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DUMP_PTXAS_LOG="1")
     run = subprocess.run([sys.executable, "-c", _HOPPER_COMPILE, json.dumps({"variants": VARIANTS})], env=env,
-                         capture_output=True, text=True, timeout=1200)
+                         capture_output=True, text=True, timeout=1200, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     compiled = [line for line in lines if "kernel" in line]
