@@ -82,9 +82,10 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be ≥ 1, got {value}")
 
 
-# GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) these keep the forward
-# free of register spills; the backward's are the least-spilling tiles found that recompute the
-# cosines at most D/128 times. ``splits`` is filled in per problem.
+# GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) with Triton 3.6 and 3.9
+# none of these spills registers (tests/crfiqa_kernels/test_triton_compile.py); the backward's
+# narrower ``block_d`` keeps its phase-1 tiles (cosines, ∂ℓ/∂c, a column block of dê) within the
+# 255 registers a thread may use. ``splits`` is filled in per problem.
 FORWARD_BLOCKS = {
     "interpreter": ForwardConfig(32, 64, 64, splits=1, num_warps=1, num_stages=1),
     "half": ForwardConfig(64, 128, 64, splits=1, num_warps=8, num_stages=3),
@@ -94,10 +95,10 @@ FORWARD_BLOCKS = {
 }
 BACKWARD_BLOCKS = {
     "interpreter": BackwardConfig(32, 64, 64, 128, splits=1, num_warps=1, num_stages=1),
-    "half": BackwardConfig(64, 64, 64, 128, splits=1, num_warps=8, num_stages=1),
-    "tf32": BackwardConfig(64, 64, 32, 128, splits=1, num_warps=8, num_stages=1),
+    "half": BackwardConfig(64, 64, 16, 128, splits=1, num_warps=8, num_stages=1),
+    "tf32": BackwardConfig(64, 64, 16, 128, splits=1, num_warps=8, num_stages=1),
     "ieee": BackwardConfig(32, 32, 16, 128, splits=1, num_warps=8, num_stages=1),
-    "fp64": BackwardConfig(32, 32, 16, 64, splits=1, num_warps=4, num_stages=1),
+    "fp64": BackwardConfig(16, 32, 16, 32, splits=1, num_warps=4, num_stages=1),
 }
 
 
