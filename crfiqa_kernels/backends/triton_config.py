@@ -88,7 +88,7 @@ def _check_positive(**values: int) -> None:
 # 255 registers a thread may use. ``splits`` is filled in per problem.
 FORWARD_BLOCKS = {
     "interpreter": ForwardConfig(32, 64, 64, splits=1, num_warps=1, num_stages=1),
-    "half": ForwardConfig(64, 128, 64, splits=1, num_warps=8, num_stages=3),
+    "half": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=3),
     "tf32": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=2),
     "ieee": ForwardConfig(64, 64, 16, splits=1, num_warps=8, num_stages=2),  # fp32 on the FMA units
     "fp64": ForwardConfig(32, 32, 16, splits=1, num_warps=4, num_stages=2),
