@@ -83,9 +83,9 @@ def _check_positive(**values: int) -> None:
 
 
 # GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) with Triton 3.6 and 3.9
-# none of these spills registers (tests/crfiqa_kernels/test_triton_compile.py); the backward's
-# narrower ``block_d`` keeps its phase-1 tiles (cosines, ∂ℓ/∂c, a column block of dê) within the
-# 255 registers a thread may use. ``splits`` is filled in per problem.
+# none of these spills registers (tests/crfiqa_kernels/test_triton_compile.py): the backward holds
+# the tiles of its phase 1 (cosines, ∂ℓ/∂c, a column block of dê) and the dW accumulator of its
+# phase 2 within the 255 registers a thread may use. ``splits`` is filled in per problem.
 FORWARD_BLOCKS = {
     "interpreter": ForwardConfig(32, 64, 64, splits=1, num_warps=1, num_stages=1),
     "half": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=3),
@@ -95,7 +95,7 @@ FORWARD_BLOCKS = {
 }
 BACKWARD_BLOCKS = {
     "interpreter": BackwardConfig(32, 64, 64, 128, splits=1, num_warps=1, num_stages=1),
-    "half": BackwardConfig(64, 64, 16, 128, splits=1, num_warps=8, num_stages=1),
+    "half": BackwardConfig(64, 64, 32, 64, splits=1, num_warps=8, num_stages=1),
     "tf32": BackwardConfig(64, 64, 16, 128, splits=1, num_warps=8, num_stages=1),
     "ieee": BackwardConfig(32, 32, 16, 128, splits=1, num_warps=8, num_stages=1),
     "fp64": BackwardConfig(16, 32, 16, 32, splits=1, num_warps=4, num_stages=1),
