@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+import triton
+
 _HOPPER_COMPILE = r"""
 import contextlib, io, json, re, sys
 import torch, triton
@@ -122,7 +124,9 @@ def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     compiled = [line for line in lines if "kernel" in line]
     assert len(compiled) == 3 * len(VARIANTS)
-    for line in compiled:
+    for line in compiled:  # the table behind the figures quoted elsewhere: pytest -s shows it
+        print(triton.__version__, *line["variant"], line["kernel"], f"{line['registers']} registers",
+              f"{line['spill_bytes']} bytes spilled")
         dtype_name, _, tf32, *_ = line["variant"]
         assert line["wgmma"] == (dtype_name in ("bfloat16", "float16") or tf32), line
     spilling = [f"{line['variant']} {line['kernel']}: {line['spill_bytes']} bytes" for line in compiled
