@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from . import class_splits
+
+# CUDA's limit on grid axis 0 (axes 1 and 2 allow 65,535: the kernels launch one-axis grids).
+MAX_GRID_X = 2**31 - 1
 # Programs per streaming multiprocessor the forward grid aims for (latency hiding across tiles).
 PROGRAMS_PER_SM = 2
 # Under the interpreter a few programs suffice: they run one after another anyway.
@@ -46,11 +50,12 @@ class ForwardConfig:
 
 @dataclass(frozen=True)
 class BackwardConfig:
-    """Backward tiles: a program owns ``block_dw`` columns of ``dW`` for the class tiles of its split
-    and loops over batch tiles of ``block_b`` rows; the cosine tile is recomputed ``block_d`` columns
-    at a time and ``dê`` is produced ``block_d`` columns at a time. ``splits`` class splits
-    (grid axis 1): one class tile each on the atomic path; on the deterministic path each split owns a
-    (B, D) buffer of partial ``dê``, so ``splits`` bounds its extra memory."""
+    """Backward tiles (see :mod:`.triton_bwd`): ``splits`` persistent programs, each owning the class
+    tiles of one class split, ``block_c`` classes at a time. For a class tile a program walks the
+    batch in tiles of ``block_b`` rows, recomputing the cosines ``block_d`` columns at a time and
+    producing its share of ``dê`` ``block_d`` columns at a time; then it forms the tile's ``dW``
+    ``block_dw`` columns at a time. The per-program scratch of ∂ℓ/∂c is B × ``block_c``; on the
+    deterministic path each program also owns a (B, D) buffer of partial ``dê``."""
 
     block_b: int
     block_c: int
@@ -62,8 +67,6 @@ class BackwardConfig:
 
     def __post_init__(self) -> None:
         _check_blocks(self.block_b, self.block_c, self.block_d, self.block_dw)
-        if self.block_dw % self.block_d:
-            raise ValueError(f"block_dw ({self.block_dw}) must be a multiple of block_d ({self.block_d})")
         _check_positive(splits=self.splits, num_warps=self.num_warps, num_stages=self.num_stages)
 
 
@@ -79,22 +82,23 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be ≥ 1, got {value}")
 
 
-# GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) these keep the forward
-# free of register spills; the backward's are the least-spilling tiles found that recompute the
-# cosines at most D/128 times. ``splits`` is filled in per problem.
+# GPU defaults, per kind of tile product. Compiled offline for sm_90 (H100) with Triton 3.6 and 3.9
+# none of these spills registers (tests/crfiqa_kernels/test_triton_compile.py): the backward holds
+# the tiles of its phase 1 (cosines, ∂ℓ/∂c, a column block of dê) and the dW accumulator of its
+# phase 2 within the 255 registers a thread may use. ``splits`` is filled in per problem.
 FORWARD_BLOCKS = {
     "interpreter": ForwardConfig(32, 64, 64, splits=1, num_warps=1, num_stages=1),
-    "half": ForwardConfig(64, 128, 64, splits=1, num_warps=8, num_stages=3),
+    "half": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=3),
     "tf32": ForwardConfig(64, 128, 32, splits=1, num_warps=8, num_stages=2),
     "ieee": ForwardConfig(64, 64, 16, splits=1, num_warps=8, num_stages=2),  # fp32 on the FMA units
     "fp64": ForwardConfig(32, 32, 16, splits=1, num_warps=4, num_stages=2),
 }
 BACKWARD_BLOCKS = {
     "interpreter": BackwardConfig(32, 64, 64, 128, splits=1, num_warps=1, num_stages=1),
-    "half": BackwardConfig(64, 64, 64, 128, splits=1, num_warps=8, num_stages=1),
-    "tf32": BackwardConfig(64, 64, 32, 128, splits=1, num_warps=8, num_stages=1),
+    "half": BackwardConfig(64, 64, 32, 64, splits=1, num_warps=8, num_stages=1),
+    "tf32": BackwardConfig(64, 64, 16, 128, splits=1, num_warps=8, num_stages=1),
     "ieee": BackwardConfig(32, 32, 16, 128, splits=1, num_warps=8, num_stages=1),
-    "fp64": BackwardConfig(32, 32, 16, 64, splits=1, num_warps=4, num_stages=1),
+    "fp64": BackwardConfig(16, 32, 16, 32, splits=1, num_warps=4, num_stages=1),
 }
 
 
@@ -124,30 +128,22 @@ def forward_config(batch: int, classes: int, dim: int, dtype: torch.dtype, devic
     rows in tiles of 64 (8 batch tiles) an H100's 132 SMs get 2 × 132 programs when C allows it."""
     template = FORWARD_BLOCKS[product_kind(dtype, device)]
     batch_tiles = math.ceil(batch / template.block_b)
-    class_tiles = math.ceil(classes / template.block_c)
+    class_tiles = class_splits.tile_count(classes, template.block_c)
     splits = min(class_tiles, math.ceil(_target_programs(device) / batch_tiles))
-    return dataclasses.replace(template, splits=_without_empty_splits(class_tiles, splits))
+    return dataclasses.replace(template, splits=class_splits.plan(class_tiles, splits).count)
 
 
 def backward_config(
     batch: int, classes: int, dim: int, dtype: torch.dtype, device: torch.device, deterministic: bool
 ) -> BackwardConfig:
-    """Blocks for the backward. Atomic path: one class tile per program. Deterministic path: as many
-    splits as fill the device, but no more than ``C / B`` so the (S, B, D) buffers of partial ``dê``
-    never outgrow ``dW`` itself."""
+    """Blocks for the backward and as many persistent programs as fill the device (fewer when there
+    are fewer class tiles). Deterministic path: no more than ``C / B`` programs, so the (S, B, D)
+    buffers of partial ``dê`` never outgrow ``dW`` itself."""
     template = BACKWARD_BLOCKS[product_kind(dtype, device)]
-    # A column chunk of dW no wider than D needs (in whole sub-blocks of block_d).
-    block_dw = max(template.block_d, min(template.block_dw, _bucket(dim)))
-    class_tiles = math.ceil(classes / template.block_c)
+    # A column chunk of dW no wider than D needs.
+    block_dw = max(16, min(template.block_dw, _bucket(dim)))
+    class_tiles = class_splits.tile_count(classes, template.block_c)
+    splits = min(class_tiles, _target_programs(device))
     if deterministic:
-        dim_chunks = math.ceil(dim / block_dw)
-        splits = min(class_tiles, math.ceil(_target_programs(device) / dim_chunks), max(1, classes // batch))
-        splits = _without_empty_splits(class_tiles, splits)
-    else:
-        splits = class_tiles
-    return dataclasses.replace(template, block_dw=block_dw, splits=splits)
-
-
-def _without_empty_splits(class_tiles: int, splits: int) -> int:
-    """Every split gets at least one tile: ⌈class_tiles / ⌈class_tiles / splits⌉⌉."""
-    return math.ceil(class_tiles / math.ceil(class_tiles / splits))
+        splits = min(splits, max(1, classes // batch))
+    return dataclasses.replace(template, block_dw=block_dw, splits=class_splits.plan(class_tiles, splits).count)

@@ -69,6 +69,16 @@ def _max_error(value: torch.Tensor, oracle: torch.Tensor) -> float:
     return float(diff.max()) if diff.numel() else 0.0
 
 
+def assert_within_bound(name: str, impl: torch.Tensor, same_dtype: torch.Tensor, oracle: torch.Tensor, dtype) -> None:
+    """The rule of this module for one output: ``max|impl − oracle| ≤ max|same_dtype − oracle| +
+    TOLERANCE[dtype] · max(1, max|oracle|)``, NaN exactly where the oracle has NaN."""
+    oracle = oracle.double()
+    scale = max(1.0, float(oracle.nan_to_num().abs().max()))
+    bound = _max_error(same_dtype, oracle) + TOLERANCE[dtype] * scale
+    error = _max_error(impl, oracle)
+    assert error <= bound, f"{name} ({dtype}): error {error:.3g} > bound {bound:.3g}"
+
+
 def assert_matches_oracle(problem: Problem, backend: str, margin: Margin, margin_grad: str) -> dict:
     """Checks every output and gradient of ``backend`` against the float64 oracle; returns them."""
     dtype = problem.embeddings.dtype
@@ -78,10 +88,7 @@ def assert_matches_oracle(problem: Problem, backend: str, margin: Margin, margin
 
     for key in ("loss", "ccs", "nnccs", "grad_embeddings", "grad_weight"):
         assert impl[key].shape == oracle[key].shape, key
-        scale = max(1.0, float(oracle[key].nan_to_num().abs().max()))
-        bound = _max_error(same_dtype[key], oracle[key]) + TOLERANCE[dtype] * scale
-        error = _max_error(impl[key], oracle[key])
-        assert error <= bound, f"{backend} {dtype} {key}: error {error:.3g} > bound {bound:.3g}"
+        assert_within_bound(f"{backend} {key}", impl[key], same_dtype[key], oracle[key], dtype)
     assert_nn_index_attains(impl["nn_index"], impl["nnccs"], problem, dtype)
     return impl
 

@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crfiqa_kernels import Margin
-from crfiqa_kernels.backends import chunked
+from crfiqa_kernels.backends import chunked, triton_config
+from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
 
 from .oracle import DTYPES, assert_matches_oracle, backends_on, make_problem
 
@@ -37,6 +38,14 @@ def problems(draw, device="cpu"):
                         device=device)
 
 
+def triton_configs(tile: int) -> tuple[ForwardConfig, BackwardConfig]:
+    """Small Triton blocks for a drawn tile width: class tiles of 16, 32 or 64, 1–4 splits."""
+    block_c = max(16, 1 << (tile.bit_length() - 1))
+    splits = 1 + tile % 4
+    return (ForwardConfig(block_b=16, block_c=block_c, block_d=32, splits=splits),
+            BackwardConfig(block_b=16, block_c=block_c, block_d=16, block_dw=32, splits=splits))
+
+
 # (backend, device): the CPU backends, and every backend on a GPU where one is present.
 ON_EVERY_DEVICE = [pytest.param(name, "cpu", id=name) for name in backends_on("cpu")] + [
     pytest.param(name, "cuda", id=f"{name}-cuda", marks=pytest.mark.gpu) for name in ("chunked", "triton", "cuda")
@@ -50,8 +59,13 @@ def test_random_problems_match_the_oracle(backend, device, monkeypatch):
     @given(problem=problems(device), margin=MARGINS, margin_grad=st.sampled_from(["exact", "straight_through"]),
            tile=st.integers(1, 64))
     def check(problem, margin, margin_grad, tile):
-        # Any tile width, so that tiles are ragged and labels fall on their borders.
+        # Any tile width, so that tiles are ragged and labels fall on their borders; the Triton
+        # kernels take the power-of-two class tile nearest below it (at least 16, tl.dot's
+        # minimum) and 1–4 class splits.
         monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + tile, c)) for s in range(0, c, tile)))
+        forward, backward = triton_configs(tile)
+        monkeypatch.setattr(triton_config, "forward_config", lambda *args, **kwargs: forward)
+        monkeypatch.setattr(triton_config, "backward_config", lambda *args, **kwargs: backward)
         assert_matches_oracle(problem, backend, margin, margin_grad)
 
     check()

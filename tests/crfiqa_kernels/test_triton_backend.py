@@ -6,24 +6,32 @@ On the CPU these run the kernels under Triton's interpreter (tests/conftest.py s
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from crfiqa_kernels import Margin, margin_ccs_loss
-from crfiqa_kernels.backends import chunked, resolve, triton_backend, triton_config
+from crfiqa_kernels.backends import (
+    chunked,
+    class_splits,
+    resolve,
+    triton_backend,
+    triton_config,
+)
 from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
-from crfiqa_kernels.backends.triton_fwd import class_split_tiles
 from crfiqa_kernels.combine import combine_partials
 from crfiqa_kernels.reference import margin_ccs_loss_reference
 
-from .oracle import DTYPES, HALF_DTYPES, TOLERANCE, assert_matches_oracle, make_problem
+from .oracle import (
+    DTYPES,
+    HALF_DTYPES,
+    TOLERANCE,
+    assert_matches_oracle,
+    assert_within_bound,
+    make_problem,
+)
 
 ARCFACE = Margin.arcface(s=64.0, m=0.5)
 COMBINED = Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1)  # m1 ≠ 1: the kernels' arccos path
@@ -119,11 +127,11 @@ def test_autocast_bfloat16_keeps_float32_weights():
                          "dE": embeddings.grad, "dW": weight.grad}
     assert results["impl"]["dW"].dtype == torch.float32
     for key in ("loss", "ccs", "nnccs"):
-        _assert_within(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
-                       torch.bfloat16, relative=False)
+        assert_within_bound(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
+                            torch.bfloat16)
     for key in ("dE", "dW"):
-        _assert_within(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
-                       torch.bfloat16, relative=True)
+        assert_within_bound(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
+                            torch.bfloat16)
 
 
 def test_ties_go_to_the_lowest_class_index(small_tiles):
@@ -183,28 +191,6 @@ def _as_float64(*tensors):
     return tuple(t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors)
 
 
-def _max_error(value, oracle):
-    nan = torch.isnan(oracle)
-    assert torch.equal(torch.isnan(value), nan), "NaN pattern differs from the oracle"
-    diff = (value.double() - oracle.double())[~nan].abs()
-    return float(diff.max()) if diff.numel() else 0.0
-
-
-def _assert_within(name, impl, same_dtype, oracle, dtype, *, relative):
-    """|impl − oracle| ≤ |same-dtype − oracle| + tol·scale; scale is max|oracle| for gradients
-    (``relative``: they are ≪ 1, so max(1, ·) would hide errors), max(1, max|oracle|) otherwise."""
-    magnitude = float(oracle.double().nan_to_num().abs().max())
-    scale = magnitude if relative else max(1.0, magnitude)
-    bound = _max_error(same_dtype, oracle) + TOLERANCE[dtype] * scale
-    error = _max_error(impl, oracle)
-    assert error <= bound, f"{name} ({dtype}): error {error:.3g} > bound {bound:.3g}"
-
-
-def _split_bounds(classes, block_c, splits):
-    per_split, count = class_split_tiles(classes, block_c, splits)
-    return [(s * per_split * block_c, min((s + 1) * per_split * block_c, classes)) for s in range(count)]
-
-
 def _local_labels(labels, start, stop):
     return torch.where((labels >= start) & (labels < stop), labels - start, -1)
 
@@ -217,7 +203,7 @@ def test_forward_partials_per_split(dtype):
     e_hat, weight, w_inv_norm, labels, _ = _contract_inputs(batch, classes, 80, dtype, seed=43)
     labels[:4] = torch.tensor([0, 63, 64, classes - 1])
     partials = triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, config=config)
-    bounds = _split_bounds(classes, config.block_c, config.splits)
+    bounds = class_splits.class_ranges(classes, config.block_c, config.splits)
     assert partials.row_max.shape == (len(bounds), batch) == (4, batch)
     assert partials.nn_index.dtype == torch.int64
 
@@ -227,10 +213,10 @@ def test_forward_partials_per_split(dtype):
         oracle = combine_partials(chunked.forward_partials(*_as_float64(*operands), local, ARCFACE))
         same = combine_partials(chunked.forward_partials(*operands, local, ARCFACE))
         impl_lse = partials.row_max[split] + torch.log(partials.row_sumexp[split])
-        _assert_within("lse", impl_lse, same.lse, oracle.lse, dtype, relative=False)
+        assert_within_bound("lse", impl_lse, same.lse, oracle.lse, dtype)
         for field in ("target_cos", "nn_cos"):
             impl = getattr(partials, field)[split]
-            _assert_within(field, impl, getattr(same, field), getattr(oracle, field), dtype, relative=False)
+            assert_within_bound(field, impl, getattr(same, field), getattr(oracle, field), dtype)
         index = partials.nn_index[split] - start  # partials index the shard's classes, not the split's
         assert bool(((index >= 0) & (index < stop - start) & (index != local)).all())
         if dtype == torch.float32:
@@ -263,14 +249,14 @@ def test_backward_matches_oracle(dtype):
     impl, same, oracle, weight = _backward_case(dtype, seed=47)
     assert impl[0].dtype == torch.float32 and impl[1].dtype == weight.dtype
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
-        _assert_within(name, impl[index], same[index], oracle[index], dtype, relative=True)
+        assert_within_bound(name, impl[index], same[index], oracle[index], dtype)
 
 
 @pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
 def test_backward_multiplicative_margin(margin_grad):
     impl, same, oracle, _ = _backward_case(torch.float32, seed=53, margin=COMBINED, margin_grad=margin_grad)
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
-        _assert_within(name, impl[index], same[index], oracle[index], torch.float32, relative=True)
+        assert_within_bound(name, impl[index], same[index], oracle[index], torch.float32)
 
 
 def test_backward_one_program_per_class_tile_and_wide_columns():
@@ -279,7 +265,7 @@ def test_backward_one_program_per_class_tile_and_wide_columns():
     config = BackwardConfig(block_b=32, block_c=16, block_d=32, block_dw=128, splits=10_000)
     impl, same, oracle, _ = _backward_case(torch.bfloat16, seed=59, config=config)
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
-        _assert_within(name, impl[index], same[index], oracle[index], torch.bfloat16, relative=True)
+        assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
 
 
 def test_strided_operands():
@@ -310,7 +296,7 @@ def test_bfloat16_weights_give_bfloat16_gradient():
                               *_as_float64(lse, row_grad), "exact")
     assert impl[1].dtype == torch.bfloat16
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
-        _assert_within(name, impl[index], same[index], oracle[index], torch.bfloat16, relative=True)
+        assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
 
 
 def test_deterministic_path_is_bitwise_reproducible(deterministic, monkeypatch):
@@ -355,20 +341,25 @@ def test_splits_fill_an_h100_at_batch_512(monkeypatch):
         batch_tiles = math.ceil(512 / config.block_b)
         class_tiles = math.ceil(classes / config.block_c)
         assert batch_tiles * config.splits >= 132
-        per_split, splits = class_split_tiles(classes, config.block_c, config.splits)
-        assert splits == config.splits and (splits - 1) * per_split < class_tiles
+        splits = class_splits.plan(class_tiles, config.splits)
+        assert splits.count == config.splits and (splits.count - 1) * splits.tiles_per_split < class_tiles
     small = triton_config.forward_config(512, 300, 512, torch.bfloat16, torch.device("cuda"))
     assert small.splits == math.ceil(300 / small.block_c)
 
 
-def test_deterministic_buffers_never_outgrow_dw(monkeypatch):
+def test_backward_programs_fill_the_device_and_deterministic_buffers_never_outgrow_dw(monkeypatch):
+    """Atomic path: one persistent program per class split, as many as fill an H100 (2 × 132) or
+    one per class tile when there are fewer; deterministic path: the (S, B, D) buffers of partial
+    dê stay within dW's size."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setattr(triton_config, "_target_programs", lambda device: 2 * 132)
-    for batch, classes in ((512, 10_572), (512, 85_742), (4096, 2_000)):
+    for batch, classes in ((512, 10_572), (512, 85_742), (4096, 2_000), (512, 300)):
         config = triton_config.backward_config(batch, classes, 512, torch.bfloat16, torch.device("cuda"), True)
         assert config.splits * batch <= max(classes, batch)
         atomic = triton_config.backward_config(batch, classes, 512, torch.bfloat16, torch.device("cuda"), False)
-        assert atomic.splits == math.ceil(classes / atomic.block_c)
+        class_tiles = math.ceil(classes / atomic.block_c)
+        assert atomic.splits == class_splits.plan(class_tiles, min(class_tiles, 2 * 132)).count
+        assert atomic.splits <= 2 * 132 and (atomic.splits >= 132 or atomic.splits == class_tiles)
 
 
 @pytest.mark.parametrize("bad", [dict(block_b=24), dict(block_c=8), dict(splits=0), dict(num_warps=0)])
@@ -376,11 +367,6 @@ def test_config_rejects_bad_values(bad):
     values = dict(block_b=16, block_c=16, block_d=16, splits=1) | bad
     with pytest.raises(ValueError):
         ForwardConfig(**values)
-
-
-def test_backward_config_needs_whole_sub_blocks():
-    with pytest.raises(ValueError, match="block_dw"):
-        BackwardConfig(block_b=16, block_c=16, block_d=64, block_dw=32, splits=1)
 
 
 def test_availability(monkeypatch):
@@ -429,88 +415,6 @@ def test_backward_rejects_bad_row_grad_and_mode():
         triton_backend.backward(*operands.values(), ARCFACE, lse, torch.zeros(4, device=DEVICE), "exact")
     with pytest.raises(ValueError, match="margin_grad"):
         triton_backend.backward(*operands.values(), ARCFACE, lse, lse, "sideways")
-
-
-# ------------------------------------------------------------------------------------------------
-# Compiled for an H100 (sm_90) without one: the code generator checks what the interpreter skips
-# (loop-carried types, layouts, lowering of every op), and bf16 products must use wgmma.
-# ------------------------------------------------------------------------------------------------
-
-_HOPPER_COMPILE = r"""
-import json, sys
-import torch, triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from crfiqa_kernels import Margin
-from crfiqa_kernels.backends import triton_bwd, triton_config, triton_fwd
-
-POINTEE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64",
-           torch.int64: "i64"}
-
-
-class Capture:
-    # Stands in for a kernel: records what its launcher passes instead of launching.
-    def __init__(self, kernel):
-        self.kernel, self.args, self.kwargs = kernel, None, None
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.args, self.kwargs = args, dict(kwargs)
-        return launch
-
-    def compile(self):
-        options = {key: self.kwargs.pop(key) for key in ("num_warps", "num_stages")}
-        signature = {name: "*" + POINTEE[value.dtype] if isinstance(value, torch.Tensor) else "i32"
-                     for name, value in zip(self.kernel.arg_names, self.args)}
-        signature.update({name: "constexpr" for name in self.kwargs})
-        source = ASTSource(self.kernel, signature, self.kwargs)
-        return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
-
-
-forward, backward = Capture(triton_fwd._forward_partials_kernel), Capture(triton_bwd._backward_kernel)
-triton_fwd._forward_partials_kernel, triton_bwd._backward_kernel = forward, backward
-triton_config._target_programs = lambda device: 2 * 132  # an H100's SMs, without asking a GPU
-gpu = torch.device("cuda")
-batch, classes, dim = 512, 10_572, 512
-for dtype_name, tf32, margin_name, margin_grad in json.loads(sys.argv[1]):
-    dtype = getattr(torch, dtype_name)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    margin = {"arcface": Margin.arcface(), "combined": Margin(32.0, 1.1, 0.3, 0.1)}[margin_name]
-    e_hat, weight = torch.empty(batch, dim, dtype=dtype), torch.empty(classes, dim)
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
-    w_inv_norm, rows = torch.empty(classes, dtype=acc), torch.empty(batch, dtype=acc)
-    labels = torch.zeros(batch, dtype=torch.int64)
-    config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
-    triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, margin, config)
-    kernels = {"forward": forward.compile()}
-    for deterministic in (False, True):
-        config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
-        triton_bwd.launch_backward(e_hat, weight, w_inv_norm, labels, margin, rows, rows, margin_grad, config,
-                                   deterministic)
-        kernels[f"backward deterministic={deterministic}"] = backward.compile()
-    for name, kernel in kernels.items():
-        print(json.dumps([dtype_name, tf32, margin_name, margin_grad, name, "wgmma" in kernel.asm["ptx"]]))
-"""
-
-
-def test_kernels_compile_for_hopper(tmp_path):
-    variants = [
-        ("bfloat16", False, "arcface", "exact"),
-        ("bfloat16", False, "combined", "straight_through"),
-        ("float32", True, "arcface", "exact"),
-        ("float32", False, "arcface", "exact"),
-        ("float64", False, "combined", "exact"),
-    ]
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    run = subprocess.run([sys.executable, "-c", _HOPPER_COMPILE, json.dumps(variants)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
-    compiled = [json.loads(line) for line in run.stdout.splitlines()]
-    assert len(compiled) == 3 * len(variants)
-    for dtype_name, tf32, _, _, kernel, wgmma in compiled:
-        tensor_cores = dtype_name == "bfloat16" or tf32
-        assert wgmma == tensor_cores, f"{dtype_name} tf32={tf32} {kernel}: wgmma={wgmma}"
 
 
 # ------------------------------------------------------------------------------------------------
