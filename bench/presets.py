@@ -25,6 +25,11 @@ PRESETS = {
     # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
     "gpu-stats": dict(device="cuda", shapes="Stats", dtypes="fp32,bf16", modes="fwd",
                       impls="class_stats,faiss_top2", warmup=3, repeats=20),
+    # Issue 18 item 5: class_stats (with and without labels) against faiss's exact top-2 search
+    # (IndexFlatIP) at C = 1,000,000 on 2 threads. About 30-60 s a step: 1 warm-up and 3 timed
+    # repeats keep the run near 10 minutes. curate's end-to-end samples/s: python -m bench.curate_speed.
+    "cpu-stats": dict(device="cpu", shapes="Stats-CPU", dtypes="fp32", modes="fwd",
+                      impls="class_stats,class_stats_labelled,faiss_top2", threads=2, warmup=1, repeats=3),
     # Issue 8 item 4: the largest C whose training step fits on the GPU.
     "gpu-scale": dict(device="cuda", scale=True, dtypes="fp32,bf16", impls="authors_eager,chunked,triton,cuda"),
 }

@@ -34,7 +34,6 @@ class LabelledListDataset(Dataset):
             raise CurateError(f"list {list_file} names no images")
         self.paths = [os.path.join(root, name) for name in self.names]
         self.image_size = image_size
-        self.num_identities = max(self.labels) + 1
 
     def __len__(self) -> int:
         return len(self.names)

@@ -71,25 +71,31 @@ def _checkpoint_paths(path: str) -> list[str]:
 
 
 def _centers(payloads: list[tuple[str, dict]]) -> torch.Tensor:
-    blocks = []
+    """The head's weight; the shards of a multi-process run (their ``_extra_state`` gives each one's
+    class range) put back together in class order, every class accounted for."""
+    blocks, total = [], None
     for path, payload in payloads:
         head = payload.get("head")
         weight = head.get("weight") if isinstance(head, dict) else None
         if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
             raise CurateError(NO_CENTERS.format(path=path))
-        extra = head.get("_extra_state") if len(payloads) > 1 else None
-        start = int(extra["class_start"]) if isinstance(extra, dict) and "class_start" in extra else None
-        blocks.append((start, path, weight))
-    if len(blocks) == 1:
-        return blocks[0][2].float().contiguous()
-    if any(start is None for start, _, _ in blocks):
-        raise CurateError(f"{blocks[0][1]}: a shard without its class range; cannot put the centers together")
+        extra = head.get("_extra_state")
+        if isinstance(extra, dict) and "class_start" in extra:
+            blocks.append((int(extra["class_start"]), path, weight))
+            total = int(extra.get("num_classes", 0)) or total
+        elif len(payloads) > 1:
+            raise CurateError(f"{path}: a shard without its class range; cannot put the centers together")
+        else:
+            blocks.append((0, path, weight))
     blocks.sort(key=lambda block: block[0])
     expected = 0
     for start, path, weight in blocks:
         if start != expected:
             raise CurateError(f"{path}: its classes start at {start}, expected {expected} (a shard is missing?)")
         expected += weight.shape[0]
+    if total is not None and expected != total:
+        raise CurateError(f"{blocks[-1][1]}: the shards hold {expected} of the head's {total} classes "
+                          "(a shard is missing?)")
     return torch.cat([weight.float() for _, _, weight in blocks]).contiguous()
 
 

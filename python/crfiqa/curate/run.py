@@ -86,7 +86,7 @@ def curate(
     _check_output(output_dir)
     started = time.perf_counter()
     samples, totals = sample_stats(model, dataset, batch_size=options.batch_size, num_workers=options.num_workers,
-                                   progress=progress)
+                                   progress=progress, name=data_name or "the data")
     stream_seconds = time.perf_counter() - started
     centers_started = time.perf_counter()
     neighbors = nearest_centers(model.centers, options.centers, nprobe=options.nprobe, progress=progress)

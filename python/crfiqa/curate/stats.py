@@ -66,13 +66,19 @@ def sample_stats(
     batch_size: int = 256,
     num_workers: int = 0,
     progress: bool = True,
+    name: str = "the data",
 ) -> tuple[SampleStats, ClassTotals]:
-    """Stream ``dataset`` (items ``(image, label)``) once; see the module docstring."""
+    """Stream ``dataset`` (items ``(image, label)``) once; see the module docstring. ``name`` (the
+    data's path) opens the error messages."""
     if len(dataset) == 0:
-        raise CurateError("the data holds no samples")
+        raise CurateError(f"{name} holds no samples")
     declared = getattr(dataset, "num_identities", None)
     if declared is not None and declared > model.num_classes:
-        raise CurateError(f"the data has {declared} identities but the model's head only {model.num_classes} classes")
+        raise CurateError(f"{name} has {declared} identities but the model's head only {model.num_classes} classes")
+    known = getattr(dataset, "labels", None)  # labels known before reading any image (lists): check them first
+    if known is not None and len(known):
+        known = torch.as_tensor(np.asarray(known))
+        _check_labels(known, torch.arange(len(known)), dataset, model.num_classes)
     count = len(dataset)
     index = np.full(count, -1, np.int64)
     label = np.zeros(count, np.int64)
@@ -110,7 +116,7 @@ def sample_stats(
             quality[rows] = predicted.float().reshape(-1).cpu().numpy()
             _add_to_classes(label[rows], ccs[rows], index[rows], class_count, ccs_sum, best_ccs, typical)
     if filled == 0:
-        raise CurateError(f"none of the {count} samples could be read ({skipped.items[0].name}: "
+        raise CurateError(f"{name}: none of the {count} samples could be read ({skipped.items[0].name}: "
                           f"{skipped.items[0].reason})")
     keep = slice(0, filled)
     samples = SampleStats(index[keep], label[keep], ccs[keep], nnccs[keep], nearest[keep], cr[keep], quality[keep],
