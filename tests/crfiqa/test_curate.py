@@ -110,22 +110,29 @@ def _samples(label, nearest, ccs, nnccs, quality):
 
 
 def test_flag_rules():
-    from crfiqa.curate.centers import CenterNeighbors
-
+    # Centers: 0 and 1 at cosine 0.8; 2 and 3 orthogonal to everything (their nearest: class 0, lowest index).
+    centers = torch.tensor([[1.0, 0, 0, 0], [0.8, 0.6, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    neighbors = nearest_centers(centers, "exact", progress=False)
     samples = _samples(label=[0, 0, 1, 1, 2, 3], nearest=[1, 2, 0, 3, 0, 2],
                        ccs=[0.9, 0.2, 0.1, 0.8, 0.7, 0.5], nnccs=[0.1, 0.3, 0.6, 0.2, 0.1, 0.55],
                        quality=[0.5, 0.1, 0.2, 0.9, 0.8, 0.7])
-    neighbors = CenterNeighbors(np.array([1, 0, 3, 2]), np.array([0.8, 0.8, 0.2, 0.2], np.float32), "exact", True, "")
-    flags = compute_flags(samples, neighbors, FlagSettings(mislabel_margin=0.0, duplicate_cosine=0.5,
-                                                           low_quality_fraction=2 / 6))
-    np.testing.assert_array_equal(flags.mislabeled, [False, True, True, False, False, True])
-    np.testing.assert_array_equal(flags.low_quality, [False, True, True, False, False, False])
-    assert [(p.first, p.second, p.flagged, p.supporting, p.supporting_mislabeled) for p in flags.pairs] == [
-        (0, 1, True, 2, 1), (2, 3, False, 1, 1)]
+    settings = FlagSettings(mislabel_margin=0.0, duplicate_share=0.6, duplicate_cosine=0.5, low_quality_fraction=2 / 6)
+    flags = compute_flags(samples, neighbors, centers, settings)
+    # Candidates: (0, 1) and (0, 2) point at each other through their samples (shares 1/2 both ways: 0.5);
+    # (0, 3) through class 3's nearest center. Only (0, 1) passes a threshold (cosine 0.8 >= 0.5).
+    assert [(p.first, p.second, round(p.share, 6), round(p.cosine, 6), p.flagged, p.supporting,
+             p.supporting_mislabeled) for p in flags.pairs] == [
+        (0, 1, 0.5, 0.8, True, 2, 1), (0, 2, 0.5, 0.0, False, 2, 1), (0, 3, 0.0, 0.0, False, 0, 0)]
     np.testing.assert_array_equal(flags.duplicate, [True, False, True, False, False, False])
     np.testing.assert_array_equal(flags.duplicate_class, [True, True, False, False])
-    strict = compute_flags(samples, neighbors, FlagSettings(mislabel_margin=0.15))
-    np.testing.assert_array_equal(strict.mislabeled, [False, False, True, False, False, False])
+    # NNCCS > CCS for samples 1, 2, 5; sample 2 (label 1, nearest 0) supports the flagged pair instead.
+    np.testing.assert_array_equal(flags.mislabeled, [False, True, False, False, False, True])
+    np.testing.assert_array_equal(flags.low_quality, [False, True, True, False, False, False])
+    by_share = compute_flags(samples, neighbors, centers, FlagSettings(duplicate_share=0.5))
+    assert [p.flagged for p in by_share.pairs] == [True, True, False]
+    np.testing.assert_array_equal(by_share.mislabeled, [False, False, False, False, False, True])
+    strict = compute_flags(samples, neighbors, centers, FlagSettings(mislabel_margin=0.15, duplicate_share=0.6))
+    assert not strict.mislabeled.any()
 
 
 def test_command_writes_the_report_with_scores_keys(tmp_path, identities, checkpoint, capsys):
@@ -143,7 +150,8 @@ def test_command_writes_the_report_with_scores_keys(tmp_path, identities, checkp
         "method": "exact", "exact": True, "description": summary["centers"]["description"]}
     flagged = sum("likely_mislabeled" in row["flags"] for row in rows)
     assert flagged == summary["counts"]["likely_mislabeled"]
-    assert all((float(row["nnccs"]) > float(row["ccs"])) == ("likely_mislabeled" in row["flags"]) for row in rows)
+    assert all((float(row["nnccs"]) > float(row["ccs"]) and "duplicate_identity" not in row["flags"])
+               == ("likely_mislabeled" in row["flags"]) for row in rows)
     assert "Rules:" in (out / "report.txt").read_text()
     # The keys are the names `crfiqa score` writes for the same images.
     torch.save(backbone.state_dict(), tmp_path / "backbone.pth")

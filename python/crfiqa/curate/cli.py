@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="folder for the report (new, empty, or an earlier report)")
     parser.add_argument("--mislabel-margin", type=float, default=defaults.mislabel_margin,
                         help="flag a sample as likely mislabeled when NNCCS - CCS exceeds this (default %(default)s)")
+    parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share,
+                        help="flag two classes as one identity when at least this share of each one's samples has "
+                             "the other as nearest other class (default %(default)s)")
     parser.add_argument("--duplicate-cosine", type=float, default=defaults.duplicate_cosine,
                         help="flag two classes as one identity when their centers' cosine is at least this "
                              "(default %(default)s)")
@@ -65,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
             raise CurateError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.workers < 0:
         raise CurateError(f"--workers must be at least 0, got {args.workers}")
-    flags = FlagSettings(args.mislabel_margin, args.duplicate_cosine, args.low_quality_fraction)
+    flags = FlagSettings(args.mislabel_margin, args.duplicate_share, args.duplicate_cosine, args.low_quality_fraction)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)

@@ -35,7 +35,7 @@ from crfiqa_kernels import write_text_atomically
 from ..demo import DemoSettings, make_digits
 from ..train import train
 from .data import open_labelled_data
-from .flags import MISLABELED
+from .flags import DUPLICATE, MISLABELED
 from .model import load_curate_model
 from .run import CurateOptions, curate
 
@@ -80,19 +80,38 @@ def write_identity_folders(folder: str, images: torch.Tensor, labels: np.ndarray
     return paths
 
 
-def _read_flags(samples_csv: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dataset index from the key's file name, flagged mislabeled, NNCCS − CCS)`` per row."""
-    index, flagged, suspicion = [], [], []
+def _read_flags(samples_csv: str):
+    """``(dataset index from the key's file name, flagged mislabeled, NNCCS − CCS, flagged duplicate)`` per row."""
+    index, flagged, suspicion, duplicate = [], [], [], []
     with open(samples_csv, encoding="utf-8", newline="") as file:
         for row in csv.DictReader(file):
             index.append(int(os.path.splitext(os.path.basename(row["key"]))[0]))
-            flagged.append(MISLABELED in row["flags"].split(";"))
+            flags = row["flags"].split(";")
+            flagged.append(MISLABELED in flags)
+            duplicate.append(DUPLICATE in flags)
             suspicion.append(float(row["nnccs"]) - float(row["ccs"]))
-    return np.array(index), np.array(flagged), np.array(suspicion)
+    return np.array(index), np.array(flagged), np.array(suspicion), np.array(duplicate)
+
+
+def _by_margin(suspicion, duplicate, truth, margins=(0.0, 0.1, 0.2, 0.3)) -> list[dict]:
+    """Precision and recall of the mislabel rule at other ``--mislabel-margin`` values (same report)."""
+    rows = []
+    for margin in margins:
+        flagged = (suspicion > margin) & ~duplicate
+        hits = int((flagged & truth).sum())
+        rows.append({"margin": margin, "flagged": int(flagged.sum()), "precision": hits / max(int(flagged.sum()), 1),
+                     "recall": hits / max(int(truth.sum()), 1)})
+    return rows
+
+
+def checkpoint_step(checkpoint: str) -> int:
+    """The training step a checkpoint was saved at."""
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["position"]["step"])
 
 
 def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), options: CurateOptions = CurateOptions(),
-            *, progress: bool = True, echo=print) -> dict:
+            *, progress: bool = True, echo=print, reuse_model: bool = False) -> dict:
+    """Build the noisy data, train (unless ``reuse_model`` and OUT/model/checkpoint.pt exists), curate, score."""
     started = time.perf_counter()
     demo = settings.demo
     torch.manual_seed(demo.seed)
@@ -108,23 +127,30 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
 
     config = dataclasses.replace(demo.train_config(), num_classes=ORIGINAL_CLASSES + 1)
     train_started = time.perf_counter()
-    result = train(config, train_set, model_dir, device="cpu", max_steps=demo.max_steps, progress=progress)
+    checkpoint = os.path.join(model_dir, "checkpoint.pt")
+    if not (reuse_model and os.path.isfile(checkpoint)):
+        checkpoint = train(config, train_set, model_dir, device="cpu", max_steps=demo.max_steps,
+                           progress=progress).checkpoint
     train_seconds = time.perf_counter() - train_started
+    steps = checkpoint_step(checkpoint)
 
-    model = load_curate_model(result.checkpoint, "cpu")
+    model = load_curate_model(checkpoint, "cpu")
     dataset = open_labelled_data(data_dir, model.input_size)
     curate_started = time.perf_counter()
-    summary = curate(model, dataset, report_dir, options, model_name=result.checkpoint, data_name=data_dir,
+    summary = curate(model, dataset, report_dir, options, model_name=checkpoint, data_name=data_dir,
                      progress=progress, echo=echo)
     curate_seconds = time.perf_counter() - curate_started
 
-    index, flagged, suspicion = _read_flags(os.path.join(report_dir, "samples.csv"))
+    index, flagged, suspicion, duplicate_flag = _read_flags(os.path.join(report_dir, "samples.csv"))
     truth = flipped[index]
     hits = int((flagged & truth).sum())
     top = np.argsort(-suspicion, kind="stable")[:int(truth.sum())]
     split_pair = (min(settings.split_identity, ORIGINAL_CLASSES), max(settings.split_identity, ORIGINAL_CLASSES))
     pairs = summary["duplicate_pairs"]
     rank = next((i + 1 for i, pair in enumerate(pairs) if (pair["first"], pair["second"]) == split_pair), None)
+    split = pairs[rank - 1] if rank else None
+    others = [pair for pair in pairs if (pair["first"], pair["second"]) != split_pair]
+    by_cosine = sorted(pairs, key=lambda pair: -pair["cosine"])
     metrics = {
         "samples": int(len(index)),
         "flipped": int(truth.sum()),
@@ -133,13 +159,19 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
         "precision": hits / max(int(flagged.sum()), 1),
         "recall": hits / max(int(truth.sum()), 1),
         "precision_at_flipped_count": float(truth[top].mean()),
+        "by_margin": _by_margin(suspicion, duplicate_flag, truth),
         "split_pair": list(split_pair),
         "split_pair_rank": rank,
-        "split_pair_cosine": pairs[rank - 1]["cosine"] if rank else None,
-        "split_pair_flagged": pairs[rank - 1]["flagged"] if rank else False,
-        "runner_up_pair": pairs[1] if rank == 1 and len(pairs) > 1 else (pairs[0] if pairs else None),
+        "split_pair_share": split["share"] if split else None,
+        "split_pair_cosine": split["cosine"] if split else None,
+        "split_pair_flagged": split["flagged"] if split else False,
+        "split_pair_rank_by_center_cosine": next(
+            (i + 1 for i, pair in enumerate(by_cosine) if (pair["first"], pair["second"]) == split_pair), None),
+        "best_other_share": max((pair["share"] for pair in others), default=None),
+        "best_other_cosine": max((pair["cosine"] for pair in others), default=None),
+        "other_pairs_flagged": sum(pair["flagged"] for pair in others),
         "duplicate_pairs_flagged": summary["counts"]["duplicate_pairs"],
-        "train_steps": result.step,
+        "train_steps": steps,
         "train_seconds": train_seconds,
         "curate_seconds": curate_seconds,
         "curate_samples_per_second": summary["samples_per_second"],
@@ -147,16 +179,20 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
         "settings": {**asdict(settings), "thresholds": options.flags.to_dict()},
         "commands": {
             "measure": f"python -m crfiqa.curate.known_truth --out {out_dir}",
-            "curate": f"crfiqa curate {result.checkpoint} {data_dir} --output {report_dir}",
+            "curate": f"crfiqa curate {checkpoint} {data_dir} --output {report_dir}",
         },
     }
     write_text_atomically(os.path.join(out_dir, "known_truth.json"), json.dumps(metrics, indent=2) + "\n")
     echo(f"likely mislabeled: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} "
          f"({hits} of {int(flagged.sum())} flagged were flipped; {int(truth.sum())} flipped); precision at the "
          f"number flipped {metrics['precision_at_flipped_count']:.3f}")
-    echo(f"split identity {split_pair}: rank {rank} of the duplicate list"
-         + (f", cosine {metrics['split_pair_cosine']:+.3f}" if rank else "")
-         + (f"; next pair cosine {metrics['runner_up_pair']['cosine']:+.3f}" if metrics["runner_up_pair"] else ""))
+    if split:
+        echo(f"split identity {split_pair}: rank {rank} of the duplicate list (flagged: {split['flagged']}), mutual "
+             f"nearest share {split['share']:.3f} (best other pair {metrics['best_other_share']:.3f}), center cosine "
+             f"{split['cosine']:+.3f} (rank {metrics['split_pair_rank_by_center_cosine']} by cosine; best other "
+             f"{metrics['best_other_cosine']:+.3f}); other pairs flagged: {metrics['other_pairs_flagged']}")
+    else:
+        echo(f"split identity {split_pair}: not among the duplicate candidates")
     return metrics
 
 
@@ -166,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="training epochs (default: the demo's 10)")
     parser.add_argument("--flip-fraction", type=float, default=0.05)
+    parser.add_argument("--train-copies", type=int, help="degraded copies per source image (default: the demo's 4)")
+    parser.add_argument("--reuse-model", action="store_true", help="keep OUT/model/checkpoint.pt if it exists")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     demo = DemoSettings(seed=args.seed)
@@ -173,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         scale = args.epochs / demo.epochs
         demo = dataclasses.replace(demo, epochs=args.epochs,
                                    lr_steps=tuple(max(1, round(step * scale)) for step in demo.lr_steps))
+    if args.train_copies is not None:
+        demo = dataclasses.replace(demo, train_copies=args.train_copies)
     settings = KnownTruthSettings(demo=demo, flip_fraction=args.flip_fraction, seed=args.seed)
-    measure(args.out, settings, progress=not args.no_progress)
+    measure(args.out, settings, progress=not args.no_progress, reuse_model=args.reuse_model)
     return 0
 
 

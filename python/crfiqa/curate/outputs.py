@@ -70,10 +70,11 @@ def report_text(summary: dict) -> str:
     lines += ["", "Thresholds (options): " + ", ".join(f"{key} = {value:g}" for key, value in settings.items())]
     if np.isfinite(summary.get("low_quality_threshold", float("nan"))):
         lines.append(f"  (low quality: predicted quality <= {summary['low_quality_threshold']:.6g})")
-    lines += ["", "Closest pairs of class centers (duplicate candidates, highest cosine first):",
-              "  cosine  flagged  classes  (supporting samples; of which closer to the other center)"]
+    lines += ["", "Duplicate identity candidates (highest mutual nearest share first, then center cosine):",
+              "  share   cosine  flagged  classes  (supporting samples; of which closer to the other center)"]
     for pair in summary["duplicate_pairs"][:20]:
-        lines.append(f"  {pair['cosine']:+.3f}  {'yes' if pair['flagged'] else 'no ':7s}  {pair['first_name']} / "
+        lines.append(f"  {pair['share']:.3f}  {pair['cosine']:+.3f}  {'yes' if pair['flagged'] else 'no ':7s}  "
+                     f"{pair['first_name']} / "
                      f"{pair['second_name']}  ({pair['supporting']}; {pair['supporting_mislabeled']})")
     lines += ["", "Most suspicious samples (highest NNCCS - CCS):",
               "  NNCCS-CCS   CCS     NNCCS   given -> nearest   key"]

@@ -91,7 +91,7 @@ def curate(
     centers_started = time.perf_counter()
     neighbors = nearest_centers(model.centers, options.centers, nprobe=options.nprobe, progress=progress)
     centers_seconds = time.perf_counter() - centers_started
-    flags = compute_flags(samples, neighbors, options.flags)
+    flags = compute_flags(samples, neighbors, model.centers, options.flags)
     keys = SampleKeys(dataset, samples.index)
     names = default_class_names(dataset, model.num_classes)
     summary = _summary(model, samples, totals, neighbors, flags, keys, names, options, model_name, data_name)
@@ -135,7 +135,7 @@ def _summary(model, samples, totals, neighbors, flags, keys, names, options, mod
     ]
     pairs = [
         {"first": pair.first, "second": pair.second, "first_name": names[pair.first], "second_name": names[pair.second],
-         "cosine": pair.cosine, "flagged": pair.flagged, "supporting": pair.supporting,
+         "share": pair.share, "cosine": pair.cosine, "flagged": pair.flagged, "supporting": pair.supporting,
          "supporting_mislabeled": pair.supporting_mislabeled,
          "supporting_keys": _supporting_keys(samples, keys, pair, limit=10)}
         for pair in flags.pairs[:top]
