@@ -104,6 +104,18 @@ def _by_margin(suspicion, duplicate, truth, margins=(0.0, 0.1, 0.2, 0.3)) -> lis
     return rows
 
 
+def demo_settings(seed: int = 0, epochs: int | None = None, train_copies: int | None = None) -> DemoSettings:
+    """The demo's recipe, shortened to ``epochs`` as ``crfiqa demo --epochs`` does (lr steps scaled)."""
+    demo = DemoSettings(seed=seed)
+    if epochs is not None:
+        scale = epochs / demo.epochs
+        demo = dataclasses.replace(demo, epochs=epochs,
+                                   lr_steps=tuple(max(1, round(step * scale)) for step in demo.lr_steps))
+    if train_copies is not None:
+        demo = dataclasses.replace(demo, train_copies=train_copies)
+    return demo
+
+
 def checkpoint_step(checkpoint: str) -> int:
     """The training step a checkpoint was saved at."""
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["position"]["step"])
@@ -206,13 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-model", action="store_true", help="keep OUT/model/checkpoint.pt if it exists")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    demo = DemoSettings(seed=args.seed)
-    if args.epochs is not None:
-        scale = args.epochs / demo.epochs
-        demo = dataclasses.replace(demo, epochs=args.epochs,
-                                   lr_steps=tuple(max(1, round(step * scale)) for step in demo.lr_steps))
-    if args.train_copies is not None:
-        demo = dataclasses.replace(demo, train_copies=args.train_copies)
+    demo = demo_settings(args.seed, args.epochs, args.train_copies)
     settings = KnownTruthSettings(demo=demo, flip_fraction=args.flip_fraction, seed=args.seed)
     measure(args.out, settings, progress=not args.no_progress, reuse_model=args.reuse_model)
     return 0
