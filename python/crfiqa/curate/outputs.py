@@ -76,7 +76,7 @@ def report_text(summary: dict) -> str:
         lines.append(f"  {pair['share']:.3f}  {pair['cosine']:+.3f}  {'yes' if pair['flagged'] else 'no ':7s}  "
                      f"{pair['first_name']} / "
                      f"{pair['second_name']}  ({pair['supporting']}; {pair['supporting_mislabeled']})")
-    lines += ["", "Most suspicious samples (highest NNCCS - CCS):",
+    lines += ["", "Most suspicious samples (likely mislabeled, highest NNCCS - CCS first):",
               "  NNCCS-CCS   CCS     NNCCS   given -> nearest   key"]
     for sample in summary["most_suspicious"][:20]:
         lines.append(f"  {sample['nnccs'] - sample['ccs']:+.3f}    {sample['ccs']:+.3f}  {sample['nnccs']:+.3f}  "

@@ -36,7 +36,7 @@ def plot_ccs_nnccs(path: str, samples, flags) -> None:
     x, y = samples.ccs[shown], samples.nnccs[shown]
     size = max(1.0, min(12.0, 20_000 / max(len(shown), 1)))
     axes.scatter(x[~flagged], y[~flagged], s=size, alpha=0.5, color="tab:blue", linewidths=0, rasterized=True,
-                 label=f"NNCCS <= CCS + margin ({int((~flags.mislabeled).sum()):,})")
+                 label=f"other samples ({int((~flags.mislabeled).sum()):,})")
     axes.scatter(x[flagged], y[flagged], s=size * 1.5, alpha=0.8, color="tab:red", linewidths=0, rasterized=True,
                  label=f"likely mislabeled ({int(flags.mislabeled.sum()):,})")
     low = float(min(np.nanmin(x), np.nanmin(y), 0.0)) - 0.05
@@ -94,7 +94,8 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
         candidates = np.arange(len(samples))
     order = candidates[np.lexsort((samples.index[candidates], -flags.suspicion[candidates]))][:rows]
     count = max(len(order), 1)
-    figure = Figure(figsize=(7.5, 1.9 * count + 0.4), dpi=110)
+    height = 1.9 * count + 0.6
+    figure = Figure(figsize=(7.5, height), dpi=110)
     columns = ("sample", "given class", "nearest class")
     for row, sample in enumerate(order):
         given, nearest = int(samples.label[sample]), int(samples.nearest_class[sample])
@@ -117,6 +118,6 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
                 axes.set_title(columns[column], fontsize=9)
     figure.suptitle("Most suspicious samples: the sample, the most typical sample of its given class "
                     "and of its nearest class", fontsize=8)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / height))
     _save(figure, path)
     return len(order)

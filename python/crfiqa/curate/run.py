@@ -125,7 +125,8 @@ def curate(
 
 def _summary(model, samples, totals, neighbors, flags, keys, names, options, model_name, data_name) -> dict:
     top = options.top
-    ranked = np.lexsort((samples.index, -flags.suspicion))[:top]
+    candidates = np.flatnonzero(flags.mislabeled) if flags.mislabeled.any() else np.arange(len(samples))
+    ranked = candidates[np.lexsort((samples.index[candidates], -flags.suspicion[candidates]))][:top]
     most_suspicious = [
         {"key": keys[i], "label": int(samples.label[i]), "label_name": names[samples.label[i]],
          "nearest_class": int(samples.nearest_class[i]), "nearest_name": names[samples.nearest_class[i]],
