@@ -74,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         device = torch.device(device)
     except RuntimeError:
         raise CurateError(f"--device {args.device} is not a device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CurateError(f"--device {args.device}: no CUDA device is available")
     model = load_curate_model(args.model, device)
     dataset = open_labelled_data(args.data, model.input_size)
     options = CurateOptions(flags=flags, centers=args.centers, nprobe=args.nprobe, batch_size=args.batch_size,
