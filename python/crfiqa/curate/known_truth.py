@@ -140,7 +140,8 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
     config = dataclasses.replace(demo.train_config(), num_classes=ORIGINAL_CLASSES + 1)
     train_started = time.perf_counter()
     checkpoint = os.path.join(model_dir, "checkpoint.pt")
-    if not (reuse_model and os.path.isfile(checkpoint)):
+    reused = reuse_model and os.path.isfile(checkpoint)
+    if not reused:
         checkpoint = train(config, train_set, model_dir, device="cpu", max_steps=demo.max_steps,
                            progress=progress).checkpoint
     train_seconds = time.perf_counter() - train_started
@@ -183,7 +184,12 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
         "best_other_cosine": max((pair["cosine"] for pair in others), default=None),
         "other_pairs_flagged": sum(pair["flagged"] for pair in others),
         "duplicate_pairs_flagged": summary["counts"]["duplicate_pairs"],
+        "false_positive_strength": float(train_set.strength[index][flagged & ~truth].mean()) if (flagged & ~truth).any()
+        else None,  # mean degradation strength (0 … 1) of the flagged samples whose label was right
+        "true_positive_strength": float(train_set.strength[index][flagged & truth].mean()) if hits else None,
+        "mean_strength": float(train_set.strength.mean()),
         "train_steps": steps,
+        "model_reused": reused,
         "train_seconds": train_seconds,
         "curate_seconds": curate_seconds,
         "curate_samples_per_second": summary["samples_per_second"],
