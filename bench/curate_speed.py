@@ -16,18 +16,17 @@ import os
 if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as python -m bench: sleeping waiters on a shared CPU
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
+from crfiqa.curate import CurateOptions, curate, load_curate_model, open_labelled_data
 
-from crfiqa.curate import CurateOptions, curate, load_curate_model, open_labelled_data  # noqa: E402
-
-from .records import environment, make_record, write_json  # noqa: E402
-from .shapes import Shape  # noqa: E402
+from .records import environment, make_record, write_json
+from .shapes import Shape
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

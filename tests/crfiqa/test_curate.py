@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, main
 from crfiqa.curate import (
     REPORT_FILES,
@@ -78,7 +77,7 @@ def test_sample_statistics_are_exact(identities, checkpoint):
     for cls in range(4):
         rows = samples.label == cls
         assert totals.mean_ccs[cls] == pytest.approx(samples.ccs[rows].mean(), abs=1e-6)
-        assert totals.typical_sample[cls] == samples.index[rows][np.argmax(samples.ccs[rows])]
+        assert totals.typical_sample[cls] == samples.index[rows][np.argmax(samples.quality[rows])]
 
 
 @pytest.mark.parametrize("method", ["exact", "faiss-flat"])
@@ -167,7 +166,7 @@ def test_command_writes_the_report_with_scores_keys(tmp_path, identities, checkp
 
 
 def test_list_and_sharded_checkpoints(tmp_path, identities, checkpoint):
-    path, backbone, centers = checkpoint
+    _, backbone, centers = checkpoint
     images = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
     (tmp_path / "list.txt").write_text("".join(f"{os.path.relpath(p, tmp_path)} {i % CLASSES}\n"
                                                for i, p in enumerate(images)))

@@ -13,7 +13,6 @@ for 11-12 % of the samples (as many as flagged) would recall 0.11-0.12.
 import json
 
 import pytest
-
 from crfiqa.curate import REPORT_FILES
 from crfiqa.curate.known_truth import KnownTruthSettings, demo_settings, measure
 

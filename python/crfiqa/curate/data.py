@@ -11,7 +11,14 @@ import os
 import torch
 from torch.utils.data import Dataset
 
-from ..data import ImageFolderDataset, RecordDataset, Skipped, UnreadableImageError, load_image, to_input_tensor
+from ..data import (
+    ImageFolderDataset,
+    RecordDataset,
+    Skipped,
+    UnreadableImageError,
+    load_image,
+    to_input_tensor,
+)
 from .errors import CurateError
 
 

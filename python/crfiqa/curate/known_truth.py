@@ -165,7 +165,7 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
     others = [pair for pair in pairs if (pair["first"], pair["second"]) != split_pair]
     by_cosine = sorted(pairs, key=lambda pair: -pair["cosine"])
     metrics = {
-        "samples": int(len(index)),
+        "samples": len(index),
         "flipped": int(truth.sum()),
         "flagged_mislabeled": int(flagged.sum()),
         "true_positives": hits,

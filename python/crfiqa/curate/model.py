@@ -40,7 +40,7 @@ class CurateModel:
 def _read(path: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # pickle, zip and weights-only errors alike: name the file
+    except Exception as error:  # noqa: BLE001 — pickle, zip and weights-only errors alike: name the file
         raise CurateError(f"cannot read model {path}: {error}") from None
     if not isinstance(payload, dict):
         raise CurateError(NO_CENTERS.format(path=path))

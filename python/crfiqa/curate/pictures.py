@@ -1,5 +1,6 @@
 """The pictures a person looks at: CCS against NNCCS, the CR histogram, and a contact sheet of the
-most suspicious samples beside the most typical sample of their given and of their nearest class.
+most suspicious samples beside the best sample (highest predicted quality) of their given and of their
+nearest class.
 
 Drawn on matplotlib's Agg canvas directly (no pyplot, no backend change).
 """
@@ -87,8 +88,8 @@ def _picture(dataset, index: int) -> np.ndarray | None:
 
 def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class_names: list[str], keys: list[str],
                   rows: int = 12) -> int:
-    """Rows: the most suspicious samples (highest NNCCS − CCS among the likely mislabeled), then the most
-    typical sample (highest CCS) of the given class and of the nearest class. Returns the rows drawn."""
+    """Rows: the most suspicious samples (highest NNCCS − CCS among the likely mislabeled), then the best
+    sample (highest predicted quality) of the given class and of the nearest class. Returns the rows drawn."""
     candidates = np.flatnonzero(flags.mislabeled)
     if len(candidates) == 0:  # nothing flagged: still show the least certain samples
         candidates = np.arange(len(samples))
@@ -100,8 +101,8 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
     for row, sample in enumerate(order):
         given, nearest = int(samples.label[sample]), int(samples.nearest_class[sample])
         panels = (
-            (_picture(dataset, samples.index[sample]),
-             f"{os.path.basename(keys[sample])[:28]}\nCCS {samples.ccs[sample]:+.2f} NNCCS {samples.nnccs[sample]:+.2f}"),
+            (_picture(dataset, samples.index[sample]), f"{os.path.basename(keys[sample])[:28]}\n"
+             f"CCS {samples.ccs[sample]:+.2f} NNCCS {samples.nnccs[sample]:+.2f}"),
             (_picture(dataset, typical[given]), f"given: {class_names[given][:24]}"),
             (_picture(dataset, typical[nearest]), f"nearest: {class_names[nearest][:24]}"),
         )
@@ -116,8 +117,8 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
             axes.set_xlabel(caption, fontsize=7)
             if row == 0:
                 axes.set_title(columns[column], fontsize=9)
-    figure.suptitle("Most suspicious samples: the sample, the most typical sample of its given class "
-                    "and of its nearest class", fontsize=8)
+    figure.suptitle("Most suspicious samples: the sample, then the best sample (highest quality) of its given "
+                    "class and of its nearest class", fontsize=8)
     figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / height))
     _save(figure, path)
     return len(order)

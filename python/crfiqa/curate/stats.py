@@ -2,7 +2,7 @@
 
 Each batch goes through the backbone (embedding, quality) and ``crfiqa_kernels.class_stats``
 against every class center (forward only, tiled over the classes: never batch × classes). What is
-kept is O(samples) (five numbers per sample) and O(classes) (count, CCS sum, most typical sample);
+kept is O(samples) (five numbers per sample) and O(classes) (count, CCS sum, best sample);
 embeddings are dropped after their batch.
 """
 from __future__ import annotations
@@ -42,7 +42,9 @@ class SampleStats:
 
 @dataclass
 class ClassTotals:
-    """Per class: sample count, mean CCS, and its most typical sample (highest CCS; −1 if none)."""
+    """Per class: sample count, mean CCS, and its best sample (highest predicted quality; −1 if none),
+    the one the contact sheet shows for the class. (The highest-CCS sample is often a blurred or noisy
+    one: degradation pulls embeddings toward a class's mean.)"""
 
     count: np.ndarray  # int64 (C,)
     mean_ccs: np.ndarray  # float64 (C,), NaN for a class without samples
@@ -87,7 +89,7 @@ def sample_stats(
     num_classes = model.num_classes
     class_count = np.zeros(num_classes, np.int64)
     ccs_sum = np.zeros(num_classes, np.float64)
-    best_ccs = np.full(num_classes, -np.inf, np.float64)
+    best_quality = np.full(num_classes, -np.inf, np.float64)
     typical = np.full(num_classes, -1, np.int64)
     skipped = SkipLog()
     device = model.centers.device
@@ -114,7 +116,8 @@ def sample_stats(
             nearest[rows] = stats.nn_index.cpu().numpy()
             cr[rows] = batch_cr.cpu().numpy()
             quality[rows] = predicted.float().reshape(-1).cpu().numpy()
-            _add_to_classes(label[rows], ccs[rows], index[rows], class_count, ccs_sum, best_ccs, typical)
+            _add_to_classes(label[rows], ccs[rows], quality[rows], index[rows], class_count, ccs_sum, best_quality,
+                            typical)
     if filled == 0:
         raise CurateError(f"{name}: none of the {count} samples could be read ({skipped.items[0].name}: "
                           f"{skipped.items[0].reason})")
@@ -126,15 +129,15 @@ def sample_stats(
     return samples, ClassTotals(class_count, mean_ccs, typical)
 
 
-def _add_to_classes(labels, ccs, indices, class_count, ccs_sum, best_ccs, typical) -> None:
+def _add_to_classes(labels, ccs, quality, indices, class_count, ccs_sum, best_quality, typical) -> None:
     np.add.at(class_count, labels, 1)
     np.add.at(ccs_sum, labels, ccs.astype(np.float64))
-    # The batch's best sample per class (highest CCS, then the lowest index), kept if it beats the best so far.
-    order = np.lexsort((indices, -ccs.astype(np.float64), labels))
+    # The batch's best sample per class (highest quality, then the lowest index), kept if it beats the best so far.
+    order = np.lexsort((indices, -quality.astype(np.float64), labels))
     first = np.ones(len(order), bool)
     first[1:] = labels[order][1:] != labels[order][:-1]
     winners = order[first]
     classes = labels[winners]
-    better = ccs[winners] > best_ccs[classes]
-    best_ccs[classes[better]] = ccs[winners][better]
+    better = quality[winners] > best_quality[classes]
+    best_quality[classes[better]] = quality[winners][better]
     typical[classes[better]] = indices[winners][better]
