@@ -230,3 +230,21 @@ def test_interrupted_run_leaves_no_half_written_report(tmp_path, identities, che
     with pytest.raises(KeyboardInterrupt):
         curate(model, dataset, tmp_path / "fresh", CurateOptions(), progress=False)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "data", "report"]  # no partial folders
+
+
+def test_record_dataset_keys_are_scores_keys(tmp_path, checkpoint, capsys):
+    from crfiqa.data import write_record_dataset
+
+    path, backbone, _ = checkpoint
+    rng = np.random.default_rng(0)
+    write_record_dataset(tmp_path / "rec", [(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), i % 4)
+                                            for i in range(8)])
+    rec = str(tmp_path / "rec" / "train.rec")
+    assert main(["curate", path, rec, "--output", str(tmp_path / "report"), "--no-progress"]) == 0
+    with open(tmp_path / "report" / "samples.csv", newline="") as file:
+        keys = [row["key"] for row in csv.DictReader(file)]
+    torch.save(backbone.state_dict(), tmp_path / "backbone.pth")
+    assert main(["score", str(tmp_path / "backbone.pth"), rec, "--output", str(tmp_path / "q.txt"),
+                 "--no-progress"]) == 0
+    assert keys == [line.rsplit(" ", 1)[0] for line in (tmp_path / "q.txt").read_text().splitlines()]
+    assert keys[0] == f"{rec}:1"
