@@ -42,9 +42,10 @@ class SampleStats:
 
 @dataclass
 class ClassTotals:
-    """Per class: sample count, mean CCS, and its best sample (highest predicted quality; −1 if none),
-    the one the contact sheet shows for the class. (The highest-CCS sample is often a blurred or noisy
-    one: degradation pulls embeddings toward a class's mean.)"""
+    """Per class: sample count, mean CCS, and its best sample (highest predicted quality among the
+    samples nearer their own center than any other, CCS > NNCCS; −1 if none), the one the contact
+    sheet shows for the class. (The highest-CCS sample was often a blurred or noisy one; the highest
+    quality one, a clean image of another identity carrying a wrong label.)"""
 
     count: np.ndarray  # int64 (C,)
     mean_ccs: np.ndarray  # float64 (C,), NaN for a class without samples
@@ -116,8 +117,8 @@ def sample_stats(
             nearest[rows] = stats.nn_index.cpu().numpy()
             cr[rows] = batch_cr.cpu().numpy()
             quality[rows] = predicted.float().reshape(-1).cpu().numpy()
-            _add_to_classes(label[rows], ccs[rows], quality[rows], index[rows], class_count, ccs_sum, best_quality,
-                            typical)
+            _add_to_classes(label[rows], ccs[rows], nnccs[rows], quality[rows], index[rows], class_count, ccs_sum,
+                            best_quality, typical)
     if filled == 0:
         raise CurateError(f"{name}: none of the {count} samples could be read ({skipped.items[0].name}: "
                           f"{skipped.items[0].reason})")
@@ -129,10 +130,14 @@ def sample_stats(
     return samples, ClassTotals(class_count, mean_ccs, typical)
 
 
-def _add_to_classes(labels, ccs, quality, indices, class_count, ccs_sum, best_quality, typical) -> None:
+def _add_to_classes(labels, ccs, nnccs, quality, indices, class_count, ccs_sum, best_quality, typical) -> None:
     np.add.at(class_count, labels, 1)
     np.add.at(ccs_sum, labels, ccs.astype(np.float64))
+    own = ccs > nnccs
+    labels, quality, indices = labels[own], quality[own], indices[own]
     # The batch's best sample per class (highest quality, then the lowest index), kept if it beats the best so far.
+    if not len(labels):
+        return
     order = np.lexsort((indices, -quality.astype(np.float64), labels))
     first = np.ones(len(order), bool)
     first[1:] = labels[order][1:] != labels[order][:-1]
