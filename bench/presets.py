@@ -33,6 +33,13 @@ PRESETS = {
     # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
     "gpu-stats": dict(device="cuda", shapes="Stats", dtypes="fp32,bf16", modes="fwd",
                       impls="class_stats,faiss_top2", warmup=3, repeats=20),
+    # Issue 18 item 5: class_stats with labels (what crfiqa curate runs: one pass over the centers)
+    # against faiss's exact top-2 search (IndexFlatIP) at C = 1,000,000 on 2 threads. A pass is
+    # 4.2 TFLOP, tens of seconds here: no warm-up (nothing to compile or tune; the inputs are in
+    # memory) and 2 timed repeats. class_stats without labels makes two passes (top class, then the
+    # runner-up): add --impls class_stats to time it too. curate's samples/s: python -m bench.curate_speed.
+    "cpu-stats": dict(device="cpu", shapes="Stats-CPU", dtypes="fp32", modes="fwd",
+                      impls="class_stats_labelled,faiss_top2", threads=2, warmup=0, repeats=2),
     # Issue 8 item 4: the largest C whose training step fits on the GPU.
     "gpu-scale": dict(device="cuda", scale=True, dtypes="fp32,bf16", impls="authors_eager,chunked,triton,cuda"),
 }

@@ -26,6 +26,7 @@ SHAPES = {
         Shape("XL", 512, 2_059_906, 512, "WebFace42M on one GPU"),
         Shape("Shard", 4_096, 257_489, 512, "WebFace42M over 8 ranks, one rank's work"),
         Shape("Stats", 4_096, 2_000_000, 512, "class_stats against a flat top-2 search"),
+        Shape("Stats-CPU", 4_096, 1_000_000, 512, "class_stats against a flat top-2 search on a CPU"),
     )
 }
 

@@ -5,6 +5,7 @@ from .authors import AUTHORS_COMPILED, AUTHORS_EAGER
 from .base import MODES, Implementation, Semantics, Setting, Unavailable
 from .floor import FLOOR, FLOOR4
 from .fused_peers import CUT_CROSS_ENTROPY, LIGER
+from .labelled_stats import CLASS_STATS_LABELLED
 from .linear_ce import LINEAR_CROSS_ENTROPY, LINEAR_CROSS_ENTROPY_CHUNKED
 from .ours import CHUNKED, CUDA, TRITON
 from .partial_fc import ARCFACE_TORCH
@@ -26,6 +27,7 @@ IMPLEMENTATIONS = {
         FLOOR,
         FLOOR4,
         CLASS_STATS,
+        CLASS_STATS_LABELLED,
         FAISS_TOP2,
     )
 }

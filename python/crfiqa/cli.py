@@ -191,10 +191,19 @@ def _add_evaluate(commands) -> None:
     parser.set_defaults(run=evaluate_cli.run)
 
 
+def _add_curate(commands) -> None:
+    from .curate import cli as curate_cli
+
+    parser = commands.add_parser("curate", help="dataset report: likely mislabeled, duplicate identities, low quality",
+                                 description=curate_cli.DESCRIPTION)
+    curate_cli.add_arguments(parser)
+    parser.set_defaults(run=curate_cli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crfiqa", description="CR-FIQA face image quality: train, score, evaluate.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_score, _add_export, _add_evaluate, _add_demo):
+    for add in (_add_train, _add_score, _add_export, _add_evaluate, _add_demo, _add_curate):
         add(commands)
     return parser
 

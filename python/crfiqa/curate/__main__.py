@@ -1,0 +1,6 @@
+"""``python -m crfiqa.curate``: the same as ``crfiqa curate``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
