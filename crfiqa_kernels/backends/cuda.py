@@ -29,6 +29,7 @@ import re
 
 import torch
 
+from . import class_splits
 from .contract import MARGIN_GRADS, Partials
 
 try:
@@ -117,12 +118,9 @@ def product_policy(dtype: torch.dtype) -> int:
 
 
 def whole_splits(requested: int, class_tiles: int) -> int:
-    """The number of non-empty splits when ``class_tiles`` tiles are cut into ``requested`` runs of
-    ⌈class_tiles / requested⌉ consecutive tiles (what the kernels do)."""
-    if requested < 1:
-        raise ValueError(f"splits must be ≥ 1, got {requested}")
-    per_split = math.ceil(class_tiles / min(requested, class_tiles))
-    return math.ceil(class_tiles / per_split)
+    """The number of non-empty splits when ``class_tiles`` tiles are cut into ``requested`` runs
+    (the one rule of :mod:`.class_splits`, which the kernels follow)."""
+    return class_splits.plan(class_tiles, requested).count
 
 
 def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
