@@ -58,10 +58,18 @@ class OnnxQualityModel:
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = onnxruntime.InferenceSession(os.fspath(path), providers=providers)
-        shape = self.session.get_inputs()[0].shape
-        if len(shape) != 4 or not isinstance(shape[2], int):
-            raise ValueError(f"{path}: expected an input of shape (N, 3, S, S), got {shape}")
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), providers=providers)
+        except Exception as error:  # onnxruntime raises its own types for unreadable or invalid graphs
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{path} is not a readable ONNX model ({reason[:200]})") from None
+        inputs = self.session.get_inputs()
+        outputs = [output.name for output in self.session.get_outputs()]
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or not isinstance(shape[2], int) or [inputs[0].name] != [INPUT_NAME] \
+                or outputs != list(OUTPUT_NAMES):
+            raise ValueError(f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) "
+                             f"and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} {shape} and {outputs}")
         self.input_size = shape[2]
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,4 @@
 """``crfiqa evaluate`` / ``python -m crfiqa.evaluate`` end to end on a tiny synthetic set."""
-import argparse
 import json
 import subprocess
 import sys
@@ -7,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from crfiqa.evaluate import cli
+from crfiqa.commands import evaluate as cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,9 +60,7 @@ def test_end_to_end_through_python_m(inputs):
 
 
 def _run(argv, capsys):
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    code = cli.run(parser.parse_args(argv))
+    code = cli.main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -1,5 +1,6 @@
 """Datasets (insightface RecordIO, image folders, file lists), decoding and normalization."""
-from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageListDataset, find_images, read_image_list
+from ..formats import read_image_list
+from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageListDataset, find_images
 from .record_dataset import RecordDataset, write_record_dataset
 from .recordio import (
     CorruptRecordError,
@@ -12,6 +13,7 @@ from .recordio import (
 from .skipping import Batch, Skipped, SkipLog, collate
 from .transforms import (
     UnreadableImageError,
+    adjustments,
     decode_image,
     encode_jpeg,
     load_image,
@@ -33,6 +35,7 @@ __all__ = [
     "SkipLog",
     "Skipped",
     "UnreadableImageError",
+    "adjustments",
     "collate",
     "decode_image",
     "encode_jpeg",
