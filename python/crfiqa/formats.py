@@ -140,8 +140,8 @@ def load_embeddings(path: str | os.PathLike) -> np.ndarray:
     """An ``(N, D)`` float ``.npy`` as float64; raises ``ValueError`` naming the file."""
     try:
         embeddings = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a .npy array file ({_first_line(error)})") from None
+    except (ValueError, OSError, EOFError):  # numpy's message may advise allow_pickle: not repeated
+        raise ValueError(f"{path} is not a .npy array file (or holds Python objects, which are not loaded)") from None
     if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2 \
             or not np.issubdtype(embeddings.dtype, np.floating):
         found = f"{embeddings.dtype} {embeddings.shape}" if isinstance(embeddings, np.ndarray) else "an .npz archive"
@@ -204,7 +204,3 @@ def _lines(path: str | os.PathLike, expected: str):
                     yield number, line.strip()
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text file; expected {expected}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -22,7 +22,7 @@ def backbone_state_from_file(path: str | os.PathLike) -> tuple[dict, dict | None
     except Exception as error:  # pickle, zip and weights-only errors alike: say which file failed
         # torch's own message may advise weights_only=False, which would run code from the file: not repeated.
         what = ("holds Python objects besides tensors, which are not loaded (only weights are)"
-                if "Weights only load failed" in str(error) else "is not a PyTorch checkpoint (or is damaged)")
+                if "Unsupported global" in str(error) else "is not a PyTorch checkpoint (or is damaged)")
         raise ValueError(f"cannot read checkpoint {path}: it {what}") from None
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
