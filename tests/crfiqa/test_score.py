@@ -107,3 +107,17 @@ def test_input_errors(tmp_path):
         open_images(tmp_path / "missing", 16)
     with pytest.raises(FileNotFoundError):
         load_quality_model(tmp_path / "missing.pth")
+
+
+def test_resized_and_converted_images_are_reported_once(tmp_path, backbone_file):
+    path, _ = backbone_file
+    write_images(tmp_path / "faces", 2)  # 16×16 RGB: the model's input
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (90, 60, 4), dtype=np.uint8), "RGBA").save(tmp_path / "faces" / f"z{index}.png")
+    result = score_images(load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), batch_size=2,
+                          progress=False)
+    assert result.warnings() == [
+        "3 of 5 image(s) resized to the model's input (3 from 60×90; e.g. z0.png)",
+        "3 of 5 image(s) converted to the model's input (3 from RGBA; e.g. z0.png)",
+    ]
