@@ -112,17 +112,20 @@ def test_margin_options_reach_the_head(tmp_path):
 
 
 def test_ctrl_c_on_the_command_line_is_one_line_and_exit_130(tmp_path):
+    # A terminal's Ctrl-C reaches the whole process group: the loader's worker process too.
     for identity in range(2):
         write_images(tmp_path / "data" / f"id{identity}", 8, size=32, seed=identity)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "crfiqa", "train", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
-               "--preset", "tiny", "--batch-size", "4", "--epochs", "10000", "--log-every", "1", "--no-progress"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               "--preset", "tiny", "--batch-size", "4", "--epochs", "10000", "--log-every", "1", "--workers", "1",
+               "--no-progress"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     log = tmp_path / "run" / "train.log"
     deadline = time.monotonic() + 120
     while not (log.exists() and " step 2 " in log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     lines = err.strip().splitlines()
