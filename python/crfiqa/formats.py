@@ -36,7 +36,7 @@ class PairList:
         return len(self.first)
 
     @classmethod
-    def from_issame(cls, issame) -> "PairList":
+    def from_issame(cls, issame) -> PairList:
         """The pairs of a verification set: images ``2i`` and ``2i + 1``, named ``%05d`` as the authors do."""
         mated = np.asarray(issame, dtype=bool)
         first = tuple(f"{2 * i:05d}" for i in range(len(mated)))

@@ -60,7 +60,7 @@ class OnnxQualityModel:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
             self.session = onnxruntime.InferenceSession(os.fspath(path), providers=providers)
-        except Exception as error:  # onnxruntime raises its own types for unreadable or invalid graphs
+        except Exception as error:  # noqa: BLE001 (onnxruntime raises its own types for unreadable or invalid graphs)
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"{path} is not a readable ONNX model ({reason[:200]})") from None
         inputs = self.session.get_inputs()

@@ -17,7 +17,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data import ImageListDataset, RecordDataset, SkipLog, Skipped, collate, find_images, read_image_list
+from .data import (
+    ImageListDataset,
+    RecordDataset,
+    SkipLog,
+    Skipped,
+    collate,
+    find_images,
+    read_image_list,
+)
 from .models import load_backbone
 from .onnx_export import OnnxQualityModel
 

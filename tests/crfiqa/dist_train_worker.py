@@ -3,7 +3,6 @@ import os
 
 import torch
 import torch.distributed as dist
-
 from crfiqa.train import preset, train
 
 from .synthetic import PrototypeDataset

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, main
 
 from .synthetic import calibrated_backbone, one_thread, write_images  # noqa: F401 (one_thread: a fixture)

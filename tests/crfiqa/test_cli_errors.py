@@ -5,7 +5,6 @@ import argparse
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, main
 from crfiqa.data import RecordWriter, encode_jpeg, pack_image_record
 

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.demo import KINDS, DemoSettings, degrade, make_digits, run_demo
 
 from .synthetic import one_thread  # noqa: F401 (a fixture)

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from crfiqa.commands import evaluate as cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,6 @@
 """The authors' pair_list.txt and 'path score' formats."""
 import numpy as np
 import pytest
-
 from crfiqa.evaluate import (
     PairList,
     read_pair_list,

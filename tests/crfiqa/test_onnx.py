@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.onnx_export import OnnxQualityModel, export_onnx
 from crfiqa.score import load_quality_model, open_images, score_images
 

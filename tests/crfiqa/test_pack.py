@@ -1,12 +1,11 @@
 """``crfiqa pack``: identity folders or a 'path label' list → a .rec/.idx that trains and scores."""
 import numpy as np
 import pytest
-from PIL import Image
 import torch
-
 from crfiqa.cli import main
 from crfiqa.data import RecordDataset, load_image, to_input_tensor
 from crfiqa.data.pack import pack_images
+from PIL import Image
 
 from .synthetic import write_images
 

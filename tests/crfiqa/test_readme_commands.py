@@ -4,7 +4,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from crfiqa.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from crfiqa.data import load_image, to_input_tensor, write_record_dataset
 from crfiqa.formats import write_quality_scores
 from crfiqa.score import load_quality_model, open_images, score_images
+from PIL import Image
 
 from .synthetic import calibrated_backbone, write_images
 

@@ -3,10 +3,8 @@ folders with repeated file names, a ``.rec``, a file list; bare file names where
 import itertools
 import json
 
-import numpy as np
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, main
 
 from .synthetic import calibrated_backbone, one_thread, write_images  # noqa: F401 (one_thread: a fixture)
@@ -72,7 +70,7 @@ def test_file_list(faces, capsys):
 
 
 def test_bare_file_names_join_where_unique_and_name_the_clash_where_not(faces, capsys):
-    code, names, _ = _score_then_evaluate(faces, faces / "faces", lambda n: _pairs(n, lambda a: a[:5]), capsys)
+    code, _, _ = _score_then_evaluate(faces, faces / "faces", lambda n: _pairs(n, lambda a: a[:5]), capsys)
     assert code == 0
     evaluate = ["evaluate", "--embeddings", str(faces / "emb.npy"), "--names", str(faces / "scores.txt"),
                 "--pairs", str(faces / "pairs.txt"), "--quality", str(faces / "scores.txt"),

@@ -6,11 +6,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from crfiqa.data import RecordDataset, write_record_dataset
 from crfiqa.models import load_backbone
 from crfiqa.train import PRESETS, Trainer, load_checkpoint, preset, save_atomic, train
+from PIL import Image
 
 from .synthetic import PrototypeDataset, one_thread  # noqa: F401 (a fixture)
 

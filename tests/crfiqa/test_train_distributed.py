@@ -2,7 +2,6 @@
 with the loss scaler whose overflow check is shared by the ranks, and negative class sampling."""
 import torch
 import torch.multiprocessing as mp
-
 from crfiqa.models import build_iresnet
 from crfiqa.train import load_checkpoint
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, build_parser, main
 from crfiqa.commands.train import OVERRIDES, _margin
 from crfiqa.train import Trainer, TrainingInterrupted, load_checkpoint, preset, train

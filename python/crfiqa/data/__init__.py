@@ -1,6 +1,11 @@
 """Datasets (insightface RecordIO, image folders, file lists), decoding and normalization."""
 from ..formats import read_image_list
-from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageListDataset, find_images
+from .image_folder import (
+    IMAGE_EXTENSIONS,
+    ImageFolderDataset,
+    ImageListDataset,
+    find_images,
+)
 from .record_dataset import RecordDataset, write_record_dataset
 from .recordio import (
     CorruptRecordError,
@@ -10,7 +15,7 @@ from .recordio import (
     pack_image_record,
     unpack_image_record,
 )
-from .skipping import Batch, Skipped, SkipLog, collate
+from .skipping import Batch, SkipLog, Skipped, collate
 from .transforms import (
     UnreadableImageError,
     adjustments,
@@ -23,9 +28,9 @@ from .transforms import (
 )
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "Batch",
     "CorruptRecordError",
-    "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
     "ImageHeader",
     "ImageListDataset",

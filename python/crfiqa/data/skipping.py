@@ -24,7 +24,7 @@ class Batch(NamedTuple):
     images: torch.Tensor | None
     targets: torch.Tensor | list[str]
     skipped: list[Skipped]
-    adjusted: list[tuple[str, str]] = []
+    adjusted: tuple[tuple[str, str], ...] = ()
 
 
 def collate(items: list) -> Batch:
@@ -36,7 +36,7 @@ def collate(items: list) -> Batch:
         return Batch(None, [], skipped)
     images = torch.stack([item[0] for item in kept])
     targets = [item[1] for item in kept]
-    adjusted = [(item[1], change) for item in kept if len(item) > 2 for change in item[2]]
+    adjusted = tuple((item[1], change) for item in kept if len(item) > 2 for change in item[2])
     if isinstance(targets[0], str):
         return Batch(images, targets, skipped, adjusted)
     return Batch(images, torch.tensor(targets, dtype=torch.int64), skipped, adjusted)

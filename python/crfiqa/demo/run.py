@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
 from crfiqa_kernels import write_text_atomically
+
+from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
 from ..score import TorchQualityModel
 from ..train import TrainConfig, train
 from ..train.output_folder import run_files

@@ -11,6 +11,14 @@ Two curve protocols, named everywhere they are reported:
 The command line is ``crfiqa evaluate`` (or ``python -m crfiqa.evaluate``): :mod:`.inputs` reads and
 joins the files, :mod:`.evaluation` computes the curves, :mod:`.report` writes the results.
 """
+from ..formats import (
+    PairList,
+    read_pair_list,
+    read_quality_scores,
+    sample_key,
+    write_pair_list,
+    write_quality_scores,
+)
 from .edc import (
     EdcCurve,
     EdcPAUC,
@@ -23,7 +31,6 @@ from .edc import (
 )
 from .erc import ERC_DISCARD_FRACTIONS, ErcCurve, erc_auc, erc_curve
 from .plots import plot_edc, plot_erc
-from ..formats import PairList, read_pair_list, read_quality_scores, sample_key, write_pair_list, write_quality_scores
 from .templates import (
     DEFAULT_FARS,
     TemplateFeatures,

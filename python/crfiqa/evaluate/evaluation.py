@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .edc import EdcCurve, EdcPAUC, edc_curve, edc_pauc, threshold_at_fmr, threshold_at_fnmr
+from .edc import (
+    EdcCurve,
+    EdcPAUC,
+    edc_curve,
+    edc_pauc,
+    threshold_at_fmr,
+    threshold_at_fnmr,
+)
 from .erc import ErcCurve, erc_curve
 from .inputs import Inputs
 

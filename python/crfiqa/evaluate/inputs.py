@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..formats import NameIndex, load_embeddings, read_names, read_pair_list, read_quality_scores, sample_key
+from ..formats import (
+    NameIndex,
+    load_embeddings,
+    read_names,
+    read_pair_list,
+    read_quality_scores,
+    sample_key,
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ def backbone_state_from_file(path: str | os.PathLike) -> tuple[dict, dict | None
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and weights-only errors alike: say which file failed
+    except Exception as error:  # noqa: BLE001 (pickle, zip and weights-only errors alike: say which file failed)
         # torch's own message may advise weights_only=False, which would run code from the file: not repeated.
         what = ("holds Python objects besides tensors, which are not loaded (only weights are)"
                 if "Unsupported global" in str(error) else "is not a PyTorch checkpoint (or is damaged)")

@@ -2,6 +2,6 @@
 from .checkpoint import load_checkpoint, save_atomic
 from .config import PRESETS, TrainConfig, preset
 from .interrupt import TrainingInterrupted
-from .loop import TrainResult, Trainer, train
+from .loop import Trainer, TrainResult, train
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "load_checkpoint", "preset", "save_atomic", "train"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Self
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -36,7 +37,7 @@ class StopRequests:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signum = signum
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._request) for signum in SIGNALS}
         return self
