@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -238,7 +239,7 @@ class Trainer:
         try:
             with StopRequests() as stop:
                 while self.position.step < total_steps:
-                    for batch in self._batches(stop):
+                    for batch in self._batches(stop, log):
                         self.skips.add(batch.skipped)
                         if distributed.every_rank_has_images(batch.images is not None, placement):
                             metrics = self._step(batch.images, batch.targets)
@@ -282,7 +283,7 @@ class Trainer:
         result.step, result.epoch, result.skipped = self.position.step, self.position.epoch, self.skips.count
         return result
 
-    def _batches(self, stop: StopRequests):
+    def _batches(self, stop: StopRequests, log: RunLog):
         """The epoch's remaining batches; a loader that fails because a signal stopped its workers
         ends the run at this step boundary (the position is saved, nothing is lost)."""
         batches = iter(self._loader())
@@ -294,14 +295,14 @@ class Trainer:
             except RuntimeError:
                 if stop.signum is None:
                     raise
-                self._stop(stop, None)
+                self._stop(stop, log)
             yield batch
 
-    def _stop(self, stop: StopRequests, log: RunLog | None) -> None:
+    def _stop(self, stop: StopRequests, log: RunLog) -> None:
+        """Save, then raise :class:`TrainingInterrupted` (on every rank: one of them was signalled)."""
         path = self.save()
-        signum = stop.signum if stop.signum is not None else 2
-        if log is not None:
-            log.warning(f"interrupted at step {self.position.step}; checkpoint {path}")
+        signum = stop.signum if stop.signum is not None else signal.SIGINT
+        log.warning(f"interrupted at step {self.position.step}; checkpoint {path}")
         raise TrainingInterrupted(signum, self.position.step, self.position.epoch, path)
 
 
