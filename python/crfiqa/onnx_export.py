@@ -19,7 +19,9 @@ OPSET = 17
 
 
 def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) -> str:
-    """Write ``model`` (in eval mode) as an ONNX file at ``path``; returns the path."""
+    """Write ``model`` (in eval mode) as an ONNX file at ``path`` (atomically); returns the path."""
+    from crfiqa_kernels import write_atomically
+
     if not isinstance(model, IResNet):
         raise TypeError(f"model must be a crfiqa.models.IResNet, got {type(model).__name__}")
     path = os.fspath(path)
@@ -34,16 +36,16 @@ def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) 
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # The TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
+        write_atomically(path, lambda temporary: torch.onnx.export(
             model,
             (example,),
-            path,
+            str(temporary),
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,  # the TorchScript exporter: no onnxscript dependency
-        )
+        ))
     return path
 
 

@@ -93,3 +93,11 @@ def test_evaluate_is_a_subcommand(tmp_path, capsys):
                  "--quality", str(tmp_path / "q.txt"), "--output-dir", str(tmp_path / "out")])
     assert code == INPUT_ERROR
     assert "e.npy" in capsys.readouterr().err
+
+
+def test_embeddings_keep_the_given_file_name(tmp_path, backbone, capsys):
+    write_images(tmp_path / "faces", 2)
+    assert main(["score", backbone, str(tmp_path / "faces"), "--output", str(tmp_path / "out" / "q.txt"),
+                 "--embeddings", str(tmp_path / "out" / "emb.bin"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["emb.bin", "q.txt"]
+    assert np.load(tmp_path / "out" / "emb.bin").shape == (2, 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 INPUT_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 class CommandError(Exception):
@@ -18,6 +19,9 @@ def execute(prog: str, args) -> int:
     except (CommandError, OSError, ValueError) as error:
         print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
         return INPUT_ERROR
+    except KeyboardInterrupt:  # files are written atomically: none is left half-written
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 def one_line(error: BaseException) -> str:

@@ -48,7 +48,12 @@ def run(args) -> int:
         import numpy as np
 
         embeddings = result.embeddings.astype(np.float32)
-        write_atomically(args.embeddings, lambda path: np.save(path, embeddings))
+
+        def save(path) -> None:
+            with open(path, "wb") as file:  # a file object: np.save would append .npy to another name
+                np.save(file, embeddings)
+
+        write_atomically(args.embeddings, save)
     print(f"scored {len(result.names)} image(s) into {args.output}"
           + (f" (skipped {result.skipped.count} unreadable)" if result.skipped.count else ""))
     return 0
