@@ -19,7 +19,9 @@ OPSET = 17
 
 
 def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) -> str:
-    """Write ``model`` (in eval mode) as an ONNX file at ``path``; returns the path."""
+    """Write ``model`` (in eval mode) as an ONNX file at ``path`` (atomically); returns the path."""
+    from crfiqa_kernels import write_atomically
+
     if not isinstance(model, IResNet):
         raise TypeError(f"model must be a crfiqa.models.IResNet, got {type(model).__name__}")
     path = os.fspath(path)
@@ -34,16 +36,16 @@ def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) 
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # The TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
+        write_atomically(path, lambda temporary: torch.onnx.export(
             model,
             (example,),
-            path,
+            str(temporary),
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,  # the TorchScript exporter: no onnxscript dependency
-        )
+        ))
     return path
 
 
@@ -58,10 +60,18 @@ class OnnxQualityModel:
         available = onnxruntime.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = onnxruntime.InferenceSession(os.fspath(path), providers=providers)
-        shape = self.session.get_inputs()[0].shape
-        if len(shape) != 4 or not isinstance(shape[2], int):
-            raise ValueError(f"{path}: expected an input of shape (N, 3, S, S), got {shape}")
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), providers=providers)
+        except Exception as error:  # noqa: BLE001 (onnxruntime raises its own types for unreadable or invalid graphs)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"{path} is not a readable ONNX model ({reason[:200]})") from None
+        inputs = self.session.get_inputs()
+        outputs = [output.name for output in self.session.get_outputs()]
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if len(shape) != 4 or not isinstance(shape[2], int) or [inputs[0].name] != [INPUT_NAME] \
+                or outputs != list(OUTPUT_NAMES):
+            raise ValueError(f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) "
+                             f"and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} {shape} and {outputs}")
         self.input_size = shape[2]
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,12 +1,15 @@
 """Score images with a quality model: PyTorch checkpoints (ours or the authors') or ONNX.
 
-Output: one ``path score`` line per readable image (the authors' format), optionally the
-embeddings as an ``(N, D)`` float32 ``.npy`` in the same order. Unreadable images are skipped,
-counted and reported.
+Output: one ``name score`` line per readable image (the authors' format), optionally the
+embeddings as an ``(N, D)`` float32 ``.npy`` in the same order. The names are the keys that
+``crfiqa evaluate`` joins on: paths relative to a scored folder (``id_07/img_0.png``),
+``FILE.rec:KEY`` for records, a file list's own lines. Unreadable images are skipped, counted and
+reported; images resized or converted to the model's input are counted and reported once.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +17,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data import ImageListDataset, RecordDataset, SkipLog, Skipped, collate, find_images, read_image_list
+from .data import (
+    ImageListDataset,
+    RecordDataset,
+    SkipLog,
+    Skipped,
+    collate,
+    find_images,
+    read_image_list,
+)
 from .models import load_backbone
 from .onnx_export import OnnxQualityModel
 
@@ -43,32 +54,33 @@ def load_quality_model(path: str | os.PathLike, device: str | torch.device | Non
     return TorchQualityModel(path, device)
 
 
-class _Named(Dataset):
-    """``(image, name)`` items of a dataset whose items are ``(image, label)``."""
+class _RecordImages(Dataset):
+    """``(image, FILE.rec:KEY, changes)`` items of a :class:`RecordDataset` (labels are not read)."""
 
-    def __init__(self, dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, records: RecordDataset) -> None:
+        self.records = records
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.records)
 
     def __getitem__(self, index: int):
-        item = self.dataset[index]
-        return item if isinstance(item, Skipped) else (item[0], self.dataset.name(index))
+        item = self.records.read(index)
+        return item if isinstance(item, Skipped) else (item[0], self.records.name(index), item[2])
 
 
 def open_images(source: str | os.PathLike, image_size: int) -> Dataset:
-    """``(image, name)`` items from a folder (recursive), a ``.rec`` file or a file list."""
+    """``(image, name, changes)`` items from a folder (recursive), a ``.rec`` file or a file list."""
     source = os.fspath(source)
     if os.path.isdir(source):
         paths = find_images(source)
         if not paths:
             raise ValueError(f"no images found in folder {source}")
-        return ImageListDataset(paths, image_size)
+        names = [os.path.relpath(path, source).replace(os.sep, "/") for path in paths]
+        return ImageListDataset(paths, image_size, names=names)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"no such file or folder: {source}")
     if source.endswith(".rec"):
-        return _Named(RecordDataset(source, image_size))
+        return _RecordImages(RecordDataset(source, image_size))
     paths, names = read_image_list(source)
     if not paths:
         raise ValueError(f"file list {source} names no images")
@@ -81,6 +93,21 @@ class Scores:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     embeddings: np.ndarray | None = None
     skipped: SkipLog = field(default_factory=SkipLog)
+    adjusted: Counter = field(default_factory=Counter)  # "resized from 60×90" → count
+    examples: dict[str, str] = field(default_factory=dict)  # change → the first image it happened to
+
+    def warnings(self) -> list[str]:
+        """One line per kind of change made to the images (resizing, mode conversion), with a count."""
+        lines = []
+        for kind in ("resized", "converted"):
+            counts = {change: n for change, n in self.adjusted.items() if change.startswith(kind)}
+            if counts:
+                total = sum(counts.values())
+                common = ", ".join(f"{n} {change.split(' ', 1)[1]}" for change, n in Counter(counts).most_common(3))
+                first = self.examples[max(counts, key=counts.get)]
+                lines.append(f"{total} of {len(self.names)} image(s) {kind} to the model's input ({common}; "
+                             f"e.g. {first})")
+        return lines
 
 
 def score_images(
@@ -93,7 +120,7 @@ def score_images(
     keep_embeddings: bool = False,
     progress: bool = True,
 ) -> Scores:
-    """Quality scores (and optionally embeddings) of every readable ``(image, name)`` item.
+    """Quality scores (and optionally embeddings) of every readable ``(image, name[, changes])`` item.
 
     ``bgr=True`` feeds the channels in BGR order, as the authors' scoring script does by default.
     """
@@ -103,6 +130,9 @@ def score_images(
     result, scores, embeddings = Scores(), [], []
     for batch in tqdm(loader, desc="score", unit="batch", disable=not progress, dynamic_ncols=True):
         result.skipped.add(batch.skipped)
+        for name, change in batch.adjusted:
+            result.adjusted[change] += 1
+            result.examples.setdefault(change, name)
         if batch.images is None:
             continue
         images = batch.images.flip(1) if bgr else batch.images
@@ -115,11 +145,3 @@ def score_images(
         result.scores = np.concatenate(scores)
         result.embeddings = np.concatenate(embeddings) if keep_embeddings else None
     return result
-
-
-def write_scores(path: str | os.PathLike, names: list[str], scores: np.ndarray) -> None:
-    """``name score`` lines, the authors' quality-score file format."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as file:
-        file.writelines(f"{name} {float(score):.8g}\n" for name, score in zip(names, scores))

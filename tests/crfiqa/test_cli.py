@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.cli import INPUT_ERROR, main
 
 from .synthetic import calibrated_backbone, one_thread, write_images  # noqa: F401 (one_thread: a fixture)
@@ -28,7 +27,7 @@ def test_score_writes_path_score_lines_and_embeddings(tmp_path, backbone, capsys
                  "--embeddings", str(tmp_path / "e.npy"), "--no-progress"])
     assert code == 0 and "scored 3 image(s)" in capsys.readouterr().out
     lines = (tmp_path / "q.txt").read_text().splitlines()
-    assert len(lines) == 3 and all(line.startswith(str(tmp_path / "faces")) for line in lines)
+    assert [line.split()[0] for line in lines] == ["img_00.png", "img_01.png", "img_02.png"]
     assert np.load(tmp_path / "e.npy").shape == (3, 16)
 
 
@@ -96,3 +95,11 @@ def test_evaluate_is_a_subcommand(tmp_path, capsys):
                  "--quality", str(tmp_path / "q.txt"), "--output-dir", str(tmp_path / "out")])
     assert code == INPUT_ERROR
     assert "e.npy" in capsys.readouterr().err
+
+
+def test_embeddings_keep_the_given_file_name(tmp_path, backbone, capsys):
+    write_images(tmp_path / "faces", 2)
+    assert main(["score", backbone, str(tmp_path / "faces"), "--output", str(tmp_path / "out" / "q.txt"),
+                 "--embeddings", str(tmp_path / "out" / "emb.bin"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["emb.bin", "q.txt"]
+    assert np.load(tmp_path / "out" / "emb.bin").shape == (2, 16)

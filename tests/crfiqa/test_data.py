@@ -6,8 +6,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from crfiqa.data import (
     CorruptRecordError,
     ImageFolderDataset,
@@ -23,6 +21,7 @@ from crfiqa.data import (
     unpack_image_record,
     write_record_dataset,
 )
+from PIL import Image
 
 MAGIC = struct.pack("<I", 0xCED7230A)
 

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from crfiqa.demo import KINDS, DemoSettings, degrade, make_digits, run_demo
 
 from .synthetic import one_thread  # noqa: F401 (a fixture)
@@ -56,3 +55,11 @@ def test_demo_is_deterministic(one_thread):
     first = run_demo(None, settings, progress=False, echo=lambda *_: None)
     second = run_demo(None, settings, progress=False, echo=lambda *_: None)
     assert first["spearman"] == second["spearman"] and first["edc"] == second["edc"]
+
+
+def test_demo_reruns_into_the_same_folder(tmp_path, one_thread):
+    settings = DemoSettings(epochs=1, lr_steps=(1,), max_steps=2)
+    for _ in range(2):  # the second run replaces the first one's model in OUT/model (training would refuse it)
+        metrics = run_demo(str(tmp_path), settings, progress=False, echo=lambda *_: None)
+        assert metrics["training"]["steps"] == 2
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["backbone.pth", "checkpoint.pt", "train.log"]

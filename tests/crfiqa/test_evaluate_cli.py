@@ -1,13 +1,11 @@
 """``crfiqa evaluate`` / ``python -m crfiqa.evaluate`` end to end on a tiny synthetic set."""
-import argparse
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
-from crfiqa.evaluate import cli
+from crfiqa.commands import evaluate as cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,9 +59,7 @@ def test_end_to_end_through_python_m(inputs):
 
 
 def _run(argv, capsys):
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    code = cli.run(parser.parse_args(argv))
+    code = cli.main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -1,10 +1,9 @@
 """ERC (CR-FIQA protocol): a hand-computed step, a brute-force oracle, undefined steps, the AUC."""
 import numpy as np
 import pytest
+from crfiqa.evaluate import ERC_DISCARD_FRACTIONS, erc_auc, erc_curve
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from crfiqa.evaluate import ERC_DISCARD_FRACTIONS, erc_auc, erc_curve
 
 
 def test_discard_fractions_are_0_to_095():

@@ -1,8 +1,12 @@
 """Quality-weighted IJB-C-style templates and TAR at FAR."""
 import numpy as np
 import pytest
-
-from crfiqa.evaluate import quality_weights, tar_at_far, template_features, template_similarity
+from crfiqa.evaluate import (
+    quality_weights,
+    tar_at_far,
+    template_features,
+    template_similarity,
+)
 
 
 def test_quality_weights_are_min_max_normalized():

@@ -6,8 +6,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from crfiqa.data import UnreadableImageError
 from crfiqa.evaluate import (
     UnsafePickleError,
@@ -15,6 +13,7 @@ from crfiqa.evaluate import (
     read_verification_bin,
     verification_accuracy,
 )
+from PIL import Image
 
 
 def _jpeg(seed: int, size: int = 112) -> bytes:

@@ -11,7 +11,6 @@ import hashlib
 
 import pytest
 import torch
-
 from crfiqa.models import (
     IResNet,
     build_iresnet,

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from crfiqa.data import load_image, to_input_tensor, write_record_dataset
-from crfiqa.score import load_quality_model, open_images, score_images, write_scores
+from crfiqa.formats import write_quality_scores
+from crfiqa.score import load_quality_model, open_images, score_images
+from PIL import Image
 
 from .synthetic import calibrated_backbone, write_images
 
@@ -30,12 +30,13 @@ def test_folder_scores_equal_the_model_outputs(tmp_path, backbone_file):
     scorer = load_quality_model(path, "cpu")
     result = score_images(scorer, open_images(tmp_path / "faces", scorer.input_size), batch_size=2,
                           keep_embeddings=True, progress=False)
-    assert result.names == sorted(paths) and result.skipped.count == 0
-    embedding, quality = _direct(model, result.names)
+    assert result.names == ["a/img_00.png", "a/img_01.png", "a/img_02.png", "b/img_00.png", "b/img_01.png"]
+    assert result.skipped.count == 0
+    embedding, quality = _direct(model, sorted(paths))
     np.testing.assert_allclose(result.scores, quality, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.embeddings, embedding, rtol=1e-5, atol=1e-6)
 
-    write_scores(tmp_path / "scores.txt", result.names, result.scores)
+    write_quality_scores(tmp_path / "scores.txt", result.names, result.scores)
     lines = (tmp_path / "scores.txt").read_text().splitlines()
     assert [line.rsplit(" ", 1)[0] for line in lines] == result.names
     np.testing.assert_allclose([float(line.rsplit(" ", 1)[1]) for line in lines], quality, rtol=1e-6)
@@ -63,7 +64,7 @@ def test_rec_file_is_scored_by_record(tmp_path, backbone_file):
     write_record_dataset(tmp_path / "rec", [(data, 0) for data in pngs])
     scorer = load_quality_model(path, "cpu")
     result = score_images(scorer, open_images(tmp_path / "rec" / "train.rec", 16), progress=False)
-    assert result.names == [f"{tmp_path / 'rec' / 'train.rec'}:{key}" for key in (1, 2, 3)]
+    assert result.names == [f"train.rec:{key}" for key in (1, 2, 3)]
     _, quality = _direct(model, [tmp_path / f"{index}.png" for index in range(3)])
     np.testing.assert_allclose(result.scores, quality, rtol=1e-5, atol=1e-6)
 
@@ -105,3 +106,17 @@ def test_input_errors(tmp_path):
         open_images(tmp_path / "missing", 16)
     with pytest.raises(FileNotFoundError):
         load_quality_model(tmp_path / "missing.pth")
+
+
+def test_resized_and_converted_images_are_reported_once(tmp_path, backbone_file):
+    path, _ = backbone_file
+    write_images(tmp_path / "faces", 2)  # 16×16 RGB: the model's input
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (90, 60, 4), dtype=np.uint8), "RGBA").save(tmp_path / "faces" / f"z{index}.png")
+    result = score_images(load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), batch_size=2,
+                          progress=False)
+    assert result.warnings() == [
+        "3 of 5 image(s) resized to the model's input (3 from 60×90; e.g. z0.png)",
+        "3 of 5 image(s) converted to the model's input (3 from RGBA; e.g. z0.png)",
+    ]

@@ -107,7 +107,8 @@ def test_presets_follow_the_recipe():
     for config in (small, large):
         assert (config.base_lr, config.clip_norm, config.dropout) == (0.1, 5.0, 0.4)
         assert (config.alpha, config.beta, config.cr) == (10.0, 0.5, "paper")
-        assert (config.margin_s, config.margin_m, config.image_size, config.embedding_size) == (64.0, 0.5, 112, 512)
+        assert (config.margin_s, config.margin_m1, config.margin_m2, config.margin_m3) == (64.0, 1.0, 0.5, 0.0)
+        assert (config.image_size, config.embedding_size) == (112, 512)
     with pytest.raises(ValueError, match="num_classes"):
         Trainer(small, PrototypeDataset(count=64), "unused")
 

@@ -1,8 +1,7 @@
 """Training under torch.distributed: 2 gloo processes, DDP backbone, the sharded head, fp16 autocast
-with the loss scaler whose overflow check is shared by the ranks."""
+with the loss scaler whose overflow check is shared by the ranks, and negative class sampling."""
 import torch
 import torch.multiprocessing as mp
-
 from crfiqa.models import build_iresnet
 from crfiqa.train import load_checkpoint
 
@@ -25,5 +24,6 @@ def test_two_process_gloo_training(tmp_path):
         assert torch.equal(states[0]["backbone"][key], states[1]["backbone"][key]), key
     assert [tuple(s["head"]["weight"].shape) for s in states] == [(4, 64), (4, 64)]
     assert states[0]["scaler"] == states[1]["scaler"] and states[0]["config"]["amp"] == "fp16"
+    assert states[0]["config"]["sample_rate"] == 0.5  # PartialFC sampling reaches the sharded head
     assert not torch.equal(states[0]["head"]["weight"], states[1]["head"]["weight"])
     assert (tmp_path / "run" / "backbone.pth").exists()

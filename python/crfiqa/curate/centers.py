@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 import crfiqa_kernels as ck
 
-METHODS = ("auto", "exact", "faiss-flat", "faiss-ivf")
+from .settings import METHODS
+
 AUTO_EXACT_LIMIT = 100_000
 DESCRIPTIONS = {
     "exact": "exact: the centers against themselves through crfiqa_kernels.class_stats",

@@ -13,8 +13,7 @@ INPUT_ERROR = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .centers import METHODS
-    from .flags import FlagSettings
+    from .settings import METHODS, FlagSettings
 
     defaults = FlagSettings()
     parser.add_argument("model", help="a training checkpoint with the head's class centers (RUN/checkpoint.pt, "
@@ -59,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .data import open_labelled_data
     from .errors import CurateError
-    from .flags import FlagSettings
+    from .settings import FlagSettings
     from .model import load_curate_model
     from .run import CurateOptions, curate
 

@@ -1,5 +1,11 @@
 """Datasets (insightface RecordIO, image folders, file lists), decoding and normalization."""
-from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageListDataset, find_images, read_image_list
+from ..formats import read_image_list
+from .image_folder import (
+    IMAGE_EXTENSIONS,
+    ImageFolderDataset,
+    ImageListDataset,
+    find_images,
+)
 from .record_dataset import RecordDataset, write_record_dataset
 from .recordio import (
     CorruptRecordError,
@@ -9,9 +15,10 @@ from .recordio import (
     pack_image_record,
     unpack_image_record,
 )
-from .skipping import Batch, Skipped, SkipLog, collate
+from .skipping import Batch, SkipLog, Skipped, collate
 from .transforms import (
     UnreadableImageError,
+    adjustments,
     decode_image,
     encode_jpeg,
     load_image,
@@ -21,9 +28,9 @@ from .transforms import (
 )
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "Batch",
     "CorruptRecordError",
-    "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
     "ImageHeader",
     "ImageListDataset",
@@ -33,6 +40,7 @@ __all__ = [
     "SkipLog",
     "Skipped",
     "UnreadableImageError",
+    "adjustments",
     "collate",
     "decode_image",
     "encode_jpeg",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from .skipping import Skipped
-from .transforms import UnreadableImageError, load_image, to_input_tensor
+from .transforms import UnreadableImageError, adjustments, load_image, to_input_tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -23,19 +23,6 @@ def find_images(root: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def read_image_list(
-    list_file: str | os.PathLike, root: str | os.PathLike | None = None
-) -> tuple[list[str], list[str]]:
-    """``(paths, names)`` of the images listed in ``list_file``, one per line: ``names`` as written,
-    ``paths`` with relative names taken from ``root`` (by default the list's own folder)."""
-    if not os.path.isfile(list_file):
-        raise FileNotFoundError(f"file list not found: {list_file}")
-    root = os.path.dirname(os.path.abspath(list_file)) if root is None else os.fspath(root)
-    with open(list_file, encoding="utf-8") as file:
-        names = [line.strip() for line in file if line.strip()]
-    return [os.path.join(root, name) for name in names], names
-
-
 def _read(path: str, size: int):
     try:
         return to_input_tensor(load_image(path), size)
@@ -44,7 +31,8 @@ def _read(path: str, size: int):
 
 
 class ImageListDataset(torch.utils.data.Dataset):
-    """Items ``(normalized (3, size, size) tensor, name)`` (the name defaults to the path), or
+    """Items ``(normalized (3, size, size) tensor, name, changes)`` (the name defaults to the path;
+    ``changes`` says how the image was resized or converted, see :func:`adjustments`), or
     :class:`Skipped` for an unreadable file."""
 
     def __init__(self, paths: Sequence[str], image_size: int = 112, names: Sequence[str] | None = None) -> None:
@@ -59,8 +47,11 @@ class ImageListDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = _read(self.paths[index], self.image_size)
-        return Skipped(self.names[index], image.reason) if isinstance(image, Skipped) else (image, self.names[index])
+        try:
+            image = load_image(self.paths[index], mode=None)
+        except (UnreadableImageError, OSError) as error:
+            return Skipped(self.names[index], str(error))
+        return to_input_tensor(image, self.image_size), self.names[index], adjustments(image, self.image_size)
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):

@@ -18,24 +18,28 @@ class Skipped(NamedTuple):
 
 class Batch(NamedTuple):
     """``images`` (B, 3, H, W) or None when every item was skipped; ``targets`` labels (a tensor)
-    or names (a list); ``skipped`` the items dropped from this batch."""
+    or names (a list); ``skipped`` the items dropped from this batch; ``adjusted`` ``(name, change)``
+    for each image resized or converted to the network's input (from items that report it)."""
 
     images: torch.Tensor | None
     targets: torch.Tensor | list[str]
     skipped: list[Skipped]
+    adjusted: tuple[tuple[str, str], ...] = ()
 
 
 def collate(items: list) -> Batch:
-    """Stack the readable ``(image, label or name)`` items of a batch; keep the skipped ones aside."""
+    """Stack the readable ``(image, label or name[, changes])`` items of a batch; keep the skipped
+    ones aside."""
     skipped = [item for item in items if isinstance(item, Skipped)]
     kept = [item for item in items if not isinstance(item, Skipped)]
     if not kept:
         return Batch(None, [], skipped)
-    images = torch.stack([image for image, _ in kept])
-    targets = [target for _, target in kept]
+    images = torch.stack([item[0] for item in kept])
+    targets = [item[1] for item in kept]
+    adjusted = tuple((item[1], change) for item in kept if len(item) > 2 for change in item[2])
     if isinstance(targets[0], str):
-        return Batch(images, targets, skipped)
-    return Batch(images, torch.tensor(targets, dtype=torch.int64), skipped)
+        return Batch(images, targets, skipped, adjusted)
+    return Batch(images, torch.tensor(targets, dtype=torch.int64), skipped, adjusted)
 
 
 class SkipLog:

@@ -16,20 +16,28 @@ class UnreadableImageError(ValueError):
     """The bytes or file do not decode to an image."""
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """An RGB image from encoded bytes (JPEG, PNG, …); raises :class:`UnreadableImageError`."""
+def decode_image(data: bytes, *, mode: str | None = "RGB") -> Image.Image:
+    """An image from encoded bytes (JPEG, PNG, …), converted to ``mode`` (None: as stored);
+    raises :class:`UnreadableImageError`."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
+            image.load()
+            return image.convert(mode) if mode is not None else image.copy()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"cannot decode image: {error}") from error
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """An RGB image from a file; raises :class:`UnreadableImageError` if it does not decode."""
+def load_image(path: str | os.PathLike, *, mode: str | None = "RGB") -> Image.Image:
+    """An image from a file (see :func:`decode_image`); raises :class:`UnreadableImageError`."""
     with open(path, "rb") as file:
         data = file.read()
-    return decode_image(data)
+    return decode_image(data, mode=mode)
+
+
+def adjustments(image: Image.Image, size: int) -> tuple[str, ...]:
+    """What :func:`to_input_tensor` changes in ``image``: ``"resized from W×H"``, ``"converted from MODE"``."""
+    changes = () if image.size == (size, size) else (f"resized from {image.size[0]}×{image.size[1]}",)
+    return changes + (() if image.mode == "RGB" else (f"converted from {image.mode}",))
 
 
 def encode_jpeg(image: Image.Image | np.ndarray, quality: int = 95) -> bytes:

@@ -3,4 +3,4 @@ from .degradations import KINDS, degrade
 from .digits import DegradedDigits, make_digits
 from .run import DemoSettings, run_demo
 
-__all__ = ["DegradedDigits", "DemoSettings", "KINDS", "degrade", "make_digits", "run_demo"]
+__all__ = ["KINDS", "DegradedDigits", "DemoSettings", "degrade", "make_digits", "run_demo"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -23,10 +24,12 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
 from crfiqa_kernels import write_text_atomically
+
+from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
 from ..score import TorchQualityModel
 from ..train import TrainConfig, train
+from ..train.output_folder import run_files
 from .degradations import KINDS
 from .digits import NUM_CLASSES, DegradedDigits, make_digits
 
@@ -90,6 +93,8 @@ def run_demo(out_dir: str | None = None, settings: DemoSettings = DemoSettings()
          f"images of {NUM_CLASSES} identities (the digits); degradations: {', '.join(KINDS)}")
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = os.path.join(out_dir, "model") if out_dir else scratch
+        if out_dir and run_files(model_dir):
+            shutil.rmtree(model_dir)  # the model of an earlier demo here: this run makes it again
         train_started = time.perf_counter()
         result = train(settings.train_config(), train_set, model_dir, device="cpu",
                        max_steps=settings.max_steps, progress=progress)

@@ -8,8 +8,17 @@ Two curve protocols, named everywhere they are reported:
 * **ERC** (:func:`erc_curve`, :func:`erc_auc`) — the CR-FIQA paper's Error-versus-Reject protocol:
   fixed discard steps of all pairs, threshold re-fitted at each step, trapezoid AUC.
 
-The command line is ``crfiqa evaluate`` (or ``python -m crfiqa.evaluate``).
+The command line is ``crfiqa evaluate`` (or ``python -m crfiqa.evaluate``): :mod:`.inputs` reads and
+joins the files, :mod:`.evaluation` computes the curves, :mod:`.report` writes the results.
 """
+from ..formats import (
+    PairList,
+    read_pair_list,
+    read_quality_scores,
+    sample_key,
+    write_pair_list,
+    write_quality_scores,
+)
 from .edc import (
     EdcCurve,
     EdcPAUC,
@@ -21,7 +30,6 @@ from .edc import (
     threshold_at_fnmr,
 )
 from .erc import ERC_DISCARD_FRACTIONS, ErcCurve, erc_auc, erc_curve
-from .pairs_io import PairList, read_pair_list, read_quality_scores, sample_key, write_pair_list, write_quality_scores
 from .plots import plot_edc, plot_erc
 from .templates import (
     DEFAULT_FARS,

@@ -1,6 +1,6 @@
 """``python -m crfiqa.evaluate``: the same command as ``crfiqa evaluate``."""
 import sys
 
-from .cli import main
+from ..commands.evaluate import main
 
 sys.exit(main())

@@ -23,7 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import as_finite_number, as_mated, as_scores, check_fraction, check_same_length
+from .validation import (
+    as_finite_number,
+    as_mated,
+    as_scores,
+    check_fraction,
+    check_same_length,
+)
 
 ERROR_KINDS = ("fnmr", "fmr")
 

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from crfiqa_kernels import write_atomically
+
 from .edc import EdcCurve, edc_pauc, edc_theoretical_best
 from .erc import ErcCurve, erc_auc
-from crfiqa_kernels import write_atomically
 
 
 def plot_edc(curves: Mapping[str, EdcCurve], path: str | os.PathLike, *, discard_limit: float = 0.2) -> None:

@@ -15,8 +15,8 @@ BACKBONES = {"iresnet18": iresnet18, "iresnet34": iresnet34, "iresnet50": iresne
 
 __all__ = [
     "BACKBONES",
-    "IResNet",
     "STAGE_DEPTHS",
+    "IResNet",
     "backbone_state_from_file",
     "build_iresnet",
     "config_from_state_dict",

@@ -4,6 +4,7 @@ The recipe (Boutros et al., CVPR 2023, and the authors' released training code):
 0.9 and weight decay 5e-4, lr 0.1 × global batch / 512, multiplied by 0.1 from each epoch listed in
 ``lr_steps`` on (1-based, as the authors' ``lr_step_func``), backbone gradients clipped at norm 5,
 ArcFace margin s = 64, m = 0.5, CR-FIQA loss α = 10, β = 0.5, dropout 0.4 before the embedding.
+Checkpoints every ``checkpoint_every`` steps and at least every ``checkpoint_minutes`` of training.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..models.iresnet import AUTHORS_WIDTHS
 
 AMP_MODES = ("none", "bf16", "fp16")
 CR_FORMULAS = ("paper", "official")
+MARGIN_GRADS = ("exact", "straight_through")
 
 
 @dataclass
@@ -24,6 +26,9 @@ class TrainConfig:
     The backbone is the :class:`crfiqa.models.IResNet` with these ``depths`` and ``widths`` (the
     authors' iresnet50 by default; ``STAGE_DEPTHS`` names the others), ``embedding_size``,
     ``image_size`` and ``dropout``. ``num_classes`` None means: the dataset's number of identities.
+    The margin is ``crfiqa_kernels.Margin(margin_s, margin_m1, margin_m2, margin_m3)``, the combined
+    ``cos(m1·θ + m2) − m3`` (ArcFace: m2 = m; CosFace: m3 = m); ``sample_rate < 1`` samples each
+    rank's class centers (the sharded head, more than one process).
     """
 
     depths: list[int] = field(default_factory=lambda: list(STAGE_DEPTHS["iresnet50"]))
@@ -40,7 +45,11 @@ class TrainConfig:
     clip_norm: float = 5.0
     dropout: float = 0.4
     margin_s: float = 64.0
-    margin_m: float = 0.5
+    margin_m1: float = 1.0
+    margin_m2: float = 0.5
+    margin_m3: float = 0.0
+    margin_grad: str = "exact"
+    sample_rate: float = 1.0
     alpha: float = 10.0
     beta: float = 0.5
     cr: str = "paper"
@@ -48,6 +57,7 @@ class TrainConfig:
     backend: str = "auto"
     seed: int = 0
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 5.0
     log_every: int = 50
     num_workers: int = 4
     tensorboard: bool = False
@@ -57,6 +67,10 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.cr not in CR_FORMULAS:
             raise ValueError(f"cr must be one of {CR_FORMULAS}, got {self.cr!r}")
+        if self.margin_grad not in MARGIN_GRADS:
+            raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {self.margin_grad!r}")
+        if not 0 < self.sample_rate <= 1:
+            raise ValueError(f"sample_rate must lie in (0, 1], got {self.sample_rate}")
         for name in ("epochs", "batch_size", "checkpoint_every", "log_every", "embedding_size", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -65,7 +79,7 @@ class TrainConfig:
             raise ValueError(f"num_classes must be an int ≥ 2 or None, got {self.num_classes!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be non-negative, got {self.num_workers}")
-        for name in ("base_lr", "clip_norm", "beta", "margin_s"):
+        for name in ("base_lr", "clip_norm", "beta", "margin_s", "checkpoint_minutes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self.depths, self.widths = [int(d) for d in self.depths], [int(w) for w in self.widths]
@@ -84,7 +98,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 

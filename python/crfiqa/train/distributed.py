@@ -58,13 +58,16 @@ def _default_device() -> torch.device:
 
 def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> nn.Module:
     """The class-center head: the fused op on one process, sharded over the ranks otherwise."""
-    margin = ck.Margin.arcface(config.margin_s, config.margin_m)
+    margin = ck.Margin(config.margin_s, config.margin_m1, config.margin_m2, config.margin_m3)
     if placement.world_size == 1:
-        head = ck.MarginCCSHead(num_classes, config.embedding_size, margin, backend=config.backend)
+        if config.sample_rate < 1:
+            raise ValueError(f"sample_rate {config.sample_rate} needs the sharded head: train with torchrun "
+                             "over more than one process, or with sample_rate 1")
+        head = ck.MarginCCSHead(num_classes, config.embedding_size, margin, margin_grad=config.margin_grad,
+                                backend=config.backend)
     else:
-        from crfiqa_kernels.distributed import ShardedMarginCCSHead
-
-        head = ShardedMarginCCSHead(num_classes, config.embedding_size, margin, backend=config.backend)
+        head = ck.ShardedMarginCCSHead(num_classes, config.embedding_size, margin, sample_rate=config.sample_rate,
+                                       margin_grad=config.margin_grad, backend=config.backend)
     return head.to(placement.device)
 
 
@@ -92,6 +95,20 @@ def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
     flag = torch.tensor([int(has_images)], device=placement.device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def any_rank(flag: bool, placement: Placement) -> bool:
+    """Whether ``flag`` is set on any rank (so that every rank takes the same branch)."""
+    if placement.world_size == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=placement.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def barrier(placement: Placement) -> None:
+    if placement.world_size > 1:
+        dist.barrier()
 
 
 def teardown(placement: Placement) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -23,12 +24,14 @@ from ..models import build_iresnet
 from . import distributed
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig
+from .interrupt import StopRequests, TrainingInterrupted
+from .output_folder import move_run_aside, run_files
 from .run_log import RunLog
 
 CHECKPOINT_FORMAT = 1
 # Options that may change between a run and its resumption without changing the steps already
 # taken (more epochs extend the run exactly as if it had been planned that long).
-RESUMABLE_CHANGES = {"epochs", "num_workers", "log_every", "checkpoint_every", "tensorboard"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "log_every", "checkpoint_every", "checkpoint_minutes", "tensorboard"}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -153,7 +156,10 @@ class Trainer:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
         saved, current = state["config"], self.config.to_dict()
-        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        defaults = TrainConfig().to_dict()  # for options added since the checkpoint was written
+        changed = sorted(
+            k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
+        )
         if changed:
             raise ValueError(f"{path} was trained with other values of {changed}; resume with the same options")
         if state["world_size"] != self.placement.world_size:
@@ -211,7 +217,10 @@ class Trainer:
             position.batch_in_epoch = 0
 
     def run(self, *, max_steps: int | None = None, progress: bool = True) -> TrainResult:
-        """Train to the end of the last epoch (or to global step ``max_steps``); checkpoint on the way."""
+        """Train to the end of the last epoch (or to global step ``max_steps``); checkpoint on the way.
+
+        SIGINT/SIGTERM stop the run at the next step boundary: a checkpoint is saved and
+        :class:`TrainingInterrupted` raised."""
         config, placement = self.config, self.placement
         total_steps = config.epochs * self.steps_per_epoch
         if max_steps is not None:
@@ -226,39 +235,46 @@ class Trainer:
         self.model.train()
         self.head.train()
         last_time, last_step = time.perf_counter(), self.position.step
+        last_save = time.monotonic()
         try:
-            while self.position.step < total_steps:
-                for batch in self._loader():
-                    self.skips.add(batch.skipped)
-                    if distributed.every_rank_has_images(batch.images is not None, placement):
-                        metrics = self._step(batch.images, batch.targets)
-                    else:
-                        metrics = None
-                        log.warning(f"step {self.position.step + 1}: a batch with no readable image was skipped")
-                    self._advance()
-                    bar.update(1)
-                    step = self.position.step
-                    if metrics is not None and (step % config.log_every == 0 or step == total_steps):
-                        now = time.perf_counter()
-                        images = (step - last_step) * config.batch_size * placement.world_size
-                        values = {name: value.item() for name, value in metrics.items()}
-                        values["lr"] = self.optimizer.param_groups[0]["lr"]
-                        values["images_per_s"] = images / max(now - last_time, 1e-9)
-                        last_time, last_step = now, step
-                        log.scalars(step, values)
-                        result.history.append({"step": step, **values})
-                        bar.set_postfix(
-                            loss=f"{values['loss']:.3f}", ce=f"{values['ce']:.3f}", q=f"{values['quality']:.4f}",
-                            cr=f"{values['mean_cr']:.3f}", img_s=f"{values['images_per_s']:.0f}", refresh=False,
-                        )
-                    if step % config.checkpoint_every == 0:
-                        result.checkpoint = self.save()
-                    if step >= total_steps:
-                        break
-            result.checkpoint = self.save()
-            if placement.is_main:
-                result.backbone = os.path.join(self.output_dir, "backbone.pth")
-                save_atomic(self.backbone.state_dict(), result.backbone)
+            with StopRequests() as stop:
+                while self.position.step < total_steps:
+                    for batch in self._batches(stop, log):
+                        self.skips.add(batch.skipped)
+                        if distributed.every_rank_has_images(batch.images is not None, placement):
+                            metrics = self._step(batch.images, batch.targets)
+                        else:
+                            metrics = None
+                            log.warning(f"step {self.position.step + 1}: a batch with no readable image was skipped")
+                        self._advance()
+                        bar.update(1)
+                        step = self.position.step
+                        if metrics is not None and (step % config.log_every == 0 or step == total_steps):
+                            now = time.perf_counter()
+                            images = (step - last_step) * config.batch_size * placement.world_size
+                            values = {name: value.item() for name, value in metrics.items()}
+                            values["lr"] = self.optimizer.param_groups[0]["lr"]
+                            values["images_per_s"] = images / max(now - last_time, 1e-9)
+                            last_time, last_step = now, step
+                            log.scalars(step, values)
+                            result.history.append({"step": step, **values})
+                            bar.set_postfix(
+                                loss=f"{values['loss']:.3f}", ce=f"{values['ce']:.3f}", q=f"{values['quality']:.4f}",
+                                cr=f"{values['mean_cr']:.3f}", img_s=f"{values['images_per_s']:.0f}", refresh=False,
+                            )
+                        if distributed.any_rank(stop.signum is not None, placement):
+                            self._stop(stop, log)
+                        minutes = (time.monotonic() - last_save) / 60
+                        if step % config.checkpoint_every == 0 or distributed.any_rank(
+                            minutes >= config.checkpoint_minutes, placement
+                        ):
+                            result.checkpoint, last_save = self.save(), time.monotonic()
+                        if step >= total_steps:
+                            break
+                result.checkpoint = self.save()
+                if placement.is_main:
+                    result.backbone = os.path.join(self.output_dir, "backbone.pth")
+                    save_atomic(self.backbone.state_dict(), result.backbone)
         finally:
             bar.close()
             if self.skips.count:
@@ -267,6 +283,28 @@ class Trainer:
         result.step, result.epoch, result.skipped = self.position.step, self.position.epoch, self.skips.count
         return result
 
+    def _batches(self, stop: StopRequests, log: RunLog):
+        """The epoch's remaining batches; a loader that fails because a signal stopped its workers
+        ends the run at this step boundary (the position is saved, nothing is lost)."""
+        batches = iter(self._loader())
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if stop.signum is None:
+                    raise
+                self._stop(stop, log)
+            yield batch
+
+    def _stop(self, stop: StopRequests, log: RunLog) -> None:
+        """Save, then raise :class:`TrainingInterrupted` (on every rank: one of them was signalled)."""
+        path = self.save()
+        signum = stop.signum if stop.signum is not None else signal.SIGINT
+        log.warning(f"interrupted at step {self.position.step}; checkpoint {path}")
+        raise TrainingInterrupted(signum, self.position.step, self.position.epoch, path)
+
 
 def train(
     config: TrainConfig,
@@ -274,21 +312,45 @@ def train(
     output_dir: str,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     device: str | torch.device | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    echo=None,
 ) -> TrainResult:
     """Train CR-FIQA on ``dataset`` (items ``(image tensor, label)``), writing into ``output_dir``.
 
-    ``resume=True`` continues from the checkpoint in ``output_dir`` (it must exist).
+    An ``output_dir`` that holds a run (a checkpoint or backbone) is never replaced silently:
+    ``resume=True`` continues it from its checkpoint, ``overwrite=True`` moves it into
+    ``output_dir/previous-N`` and starts again; otherwise ``FileExistsError``. ``echo`` (e.g.
+    ``print``) is told where a resumed run starts and where an old run was moved.
     """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
     trainer = Trainer(config, dataset, output_dir, device=device)
+    placement, say = trainer.placement, (echo if echo is not None and trainer.placement.is_main else None)
     try:
+        found = run_files(trainer.output_dir)
+        if found and not resume and not overwrite:
+            raise FileExistsError(
+                f"{trainer.output_dir} holds a run ({', '.join(path.name for path in found)}): continue it with "
+                "--resume, start again with --overwrite (the old run is moved into a previous-N folder there), "
+                "or choose another --output"
+            )
+        distributed.barrier(placement)  # every rank has looked before anything moves
+        if found and overwrite and placement.is_main:
+            aside = move_run_aside(trainer.output_dir)
+            if say:
+                say(f"moved the previous run into {aside}")
+        distributed.barrier(placement)
         if resume:
-            path = checkpoint_path(trainer.output_dir, trainer.placement)
+            path = checkpoint_path(trainer.output_dir, placement)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no checkpoint to resume from: {path}")
             trainer.restore(path)
+            if say:
+                say(f"resuming from step {trainer.position.step} (epoch {trainer.position.epoch}, "
+                    f"batch {trainer.position.batch_in_epoch} of {trainer.steps_per_epoch}) of {path}")
         return trainer.run(max_steps=max_steps, progress=progress)
     finally:
-        distributed.teardown(trainer.placement)
+        distributed.teardown(placement)

@@ -1,7 +1,6 @@
 """The authors' pair_list.txt and 'path score' formats."""
 import numpy as np
 import pytest
-
 from crfiqa.evaluate import (
     PairList,
     read_pair_list,
@@ -36,13 +35,14 @@ def test_pair_list_round_trip_and_from_issame(tmp_path):
     np.testing.assert_array_equal(again.mated, pairs.mated)
 
 
-def test_quality_scores_keyed_by_file_name(tmp_path):
+def test_quality_scores_keyed_by_name_as_written(tmp_path):
     (tmp_path / "CRFIQAL_lfw.txt").write_text(
         "quality_data/lfw/images/00000.jpg 0.36241477727890015\n"
         "quality_data/lfw/images/00000.jpg 0.36241477727890015\n"  # listed twice, as in the authors' README
         "quality_data/lfw/images/00001.jpg -1.5e-3\n"
     )
-    assert read_quality_scores(tmp_path / "CRFIQAL_lfw.txt") == {"00000": 0.36241477727890015, "00001": -1.5e-3}
+    assert read_quality_scores(tmp_path / "CRFIQAL_lfw.txt") == {
+        "quality_data/lfw/images/00000.jpg": 0.36241477727890015, "quality_data/lfw/images/00001.jpg": -1.5e-3}
     assert sample_key("quality_data/lfw/images/00001.jpg") == "00001" == sample_key("00001")
 
 
@@ -50,7 +50,7 @@ def test_quality_scores_keyed_by_file_name(tmp_path):
     "text, message",
     [
         ("a.jpg 0.5\na.jpg 0.7\n", "another score"),
-        ("a.jpg\n", "expected 'path score'"),
+        ("a.jpg\n", "expected 'name score'"),
         ("a.jpg nan\n", "not finite"),
         ("\n", "no scores"),
     ],
@@ -66,9 +66,11 @@ def test_quality_round_trip_keeps_every_digit(tmp_path):
     paths = [f"images/{i:05d}.jpg" for i in range(5)]
     write_quality_scores(tmp_path / "q.txt", paths, scores)
     read = read_quality_scores(tmp_path / "q.txt")
-    assert read == {f"{i:05d}": float(s) for i, s in enumerate(scores)}
+    assert read == {path: float(s) for path, s in zip(paths, scores)}
     assert [p.name for p in tmp_path.iterdir()] == ["q.txt"]  # no temporary file left behind
     with pytest.raises(ValueError, match="one to one"):
         write_quality_scores(tmp_path / "q.txt", paths[:2], scores)
-    with pytest.raises(ValueError, match="whitespace"):
-        write_quality_scores(tmp_path / "q.txt", ["a b.jpg"], [1.0])
+    with pytest.raises(ValueError, match="one line"):
+        write_quality_scores(tmp_path / "q.txt", ["a\nb.jpg"], [1.0])
+    write_quality_scores(tmp_path / "q.txt", ["my photos/a b.jpg"], [1.0])  # spaces inside a name read back
+    assert read_quality_scores(tmp_path / "q.txt") == {"my photos/a b.jpg": 1.0}

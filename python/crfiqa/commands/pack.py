@@ -1,0 +1,25 @@
+"""``crfiqa pack IMAGES OUT.rec``: identity folders or a labelled list → an insightface ``.rec``/``.idx``."""
+from __future__ import annotations
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "pack", help="write a .rec/.idx training set from identity folders or a list",
+        description="Write the insightface RecordIO pair OUT.rec + OUT.idx (with identity records) from one "
+                    "folder per identity, or from a text file of 'path label' lines (labels 0 … K−1). "
+                    "JPEG and PNG files are stored as they are; other images as JPEG.",
+    )
+    parser.add_argument("images", help="a folder of identity folders, or a text file of 'path label' lines")
+    parser.add_argument("output", help="the .rec file to write (the .idx goes beside it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.rec/.idx")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..data.pack import labelled_images, pack_images
+
+    samples = labelled_images(args.images)
+    count, identities = pack_images(samples, args.output, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"packed {count} image(s) of {identities} identities into {args.output}")
+    return 0

@@ -1,0 +1,111 @@
+"""``crfiqa train DATA --output RUN``: train a CR-FIQA model."""
+from __future__ import annotations
+
+import os
+import sys
+
+# The names of crfiqa.train.config's PRESETS, AMP_MODES, CR_FORMULAS and MARGIN_GRADS (a test checks
+# that they agree), written out so that ``--help`` need not import torch.
+PRESET_NAMES = ("crfiqa-l", "crfiqa-s", "tiny")
+AMP_MODES = ("none", "bf16", "fp16")
+CR_FORMULAS = ("paper", "official")
+MARGIN_GRADS = ("exact", "straight_through")
+NETWORKS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("train", help="train a CR-FIQA model", description="Train a CR-FIQA model.")
+    parser.add_argument("data", help="a folder with train.rec/train.idx, a .rec file, or one folder per identity")
+    parser.add_argument("--output", required=True,
+                        help="folder for checkpoint.pt, backbone.pth and train.log; one that holds a run needs "
+                             "--resume or --overwrite")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="start again in an --output that holds a run; the old run is moved into "
+                               "OUTPUT/previous-N/, never deleted")
+    parser.add_argument("--preset", choices=PRESET_NAMES, default="crfiqa-s", help="recipe (default crfiqa-s)")
+    parser.add_argument("--network", choices=NETWORKS, help="backbone depth (default: the preset's)")
+    parser.add_argument("--num-classes", type=int,
+                        help="identities (default: the dataset's count; the preset's when the data cannot tell)")
+    parser.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
+    parser.add_argument("--lr-steps", type=int, nargs="+", help="1-based epochs from which lr is multiplied by 0.1")
+    parser.add_argument("--batch-size", type=int, help="images per step and process")
+    parser.add_argument("--lr", type=float, dest="base_lr", help="learning rate per 512 images of global batch")
+    parser.add_argument("--cr", choices=CR_FORMULAS, help="CR target: paper CCS/(NNCCS+1+eps) or official CCS/NNCCS")
+    margin = parser.add_argument_group("margin (default: the preset's ArcFace s=64, m=0.5)")
+    kind = margin.add_mutually_exclusive_group()
+    kind.add_argument("--arcface", type=float, metavar="M", help="ArcFace margin cos(θ + M)")
+    kind.add_argument("--cosface", type=float, metavar="M", help="CosFace margin cos(θ) − M")
+    kind.add_argument("--combined-margin", type=float, nargs=3, metavar=("M1", "M2", "M3"),
+                      help="combined margin cos(M1·θ + M2) − M3")
+    margin.add_argument("--margin-scale", type=float, dest="margin_s", help="the logit scale s")
+    margin.add_argument("--margin-grad", choices=MARGIN_GRADS,
+                        help="exact margin gradient, or the margin as a constant shift (straight_through)")
+    parser.add_argument("--sample-rate", type=float,
+                        help="fraction of each rank's class centers sampled per step (PartialFC; sharded head, "
+                             "torchrun with more than one process)")
+    parser.add_argument("--amp", choices=AMP_MODES, help="mixed precision (default none)")
+    parser.add_argument("--backend", help="fused op backend: auto, chunked, triton or cuda")
+    parser.add_argument("--seed", type=int, help="seed of the initialization, data order and augmentation")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    parser.add_argument("--checkpoint-minutes", type=float,
+                        help="also checkpoint when this many minutes passed since the last one (default 5)")
+    parser.add_argument("--log-every", type=int, help="steps between log lines")
+    parser.add_argument("--workers", type=int, dest="num_workers", help="data loader processes")
+    parser.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: one GPU per rank)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+OVERRIDES = ("num_classes", "epochs", "lr_steps", "batch_size", "base_lr", "cr", "amp", "backend", "seed",
+             "checkpoint_every", "checkpoint_minutes", "log_every", "num_workers", "tensorboard", "margin_s",
+             "margin_grad", "sample_rate")
+
+
+def _margin(args) -> dict:
+    if args.arcface is not None:
+        return {"margin_m1": 1.0, "margin_m2": args.arcface, "margin_m3": 0.0}
+    if args.cosface is not None:
+        return {"margin_m1": 1.0, "margin_m2": 0.0, "margin_m3": args.cosface}
+    if args.combined_margin is not None:
+        return dict(zip(("margin_m1", "margin_m2", "margin_m3"), args.combined_margin))
+    return {}
+
+
+def open_training_data(path: str, image_size: int, num_classes: int | None):
+    from ..data import ImageFolderDataset, RecordDataset
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if path.endswith(".rec") or os.path.isfile(os.path.join(path, "train.rec")):
+        return RecordDataset(path, image_size, num_classes=num_classes)
+    return ImageFolderDataset(path, image_size)
+
+
+def run(args) -> int:
+    from ..models import STAGE_DEPTHS
+    from ..train import PRESETS, TrainingInterrupted, preset, train
+
+    overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
+    overrides.update(_margin(args))
+    if args.network:
+        overrides["depths"] = list(STAGE_DEPTHS[args.network])
+    dataset = open_training_data(args.data, PRESETS[args.preset].image_size, args.num_classes)
+    if args.num_classes is None and getattr(dataset, "num_identities", None) is not None:
+        overrides["num_classes"] = dataset.num_identities  # the data's count, not the preset's
+    config = preset(args.preset, **overrides)
+    try:
+        result = train(config, dataset, args.output, resume=args.resume, overwrite=args.overwrite,
+                       device=args.device, max_steps=args.max_steps, progress=not args.no_progress, echo=print)
+    except TrainingInterrupted as stop:
+        print(f"crfiqa train: {stop}", file=sys.stderr)
+        return stop.exit_status
+    print(f"trained to step {result.step} (epoch {result.epoch}); checkpoint {result.checkpoint}"
+          + (f"; backbone {result.backbone}" if result.backbone else ""))
+    if result.skipped:
+        print(f"skipped {result.skipped} unreadable image(s); see {os.path.join(args.output, 'train.log')}",
+              file=sys.stderr)
+    return 0
