@@ -249,4 +249,4 @@ def test_record_dataset_keys_are_scores_keys(tmp_path, checkpoint, capsys):
     assert main(["score", str(tmp_path / "backbone.pth"), rec, "--output", str(tmp_path / "q.txt"),
                  "--no-progress"]) == 0
     assert keys == [line.rsplit(" ", 1)[0] for line in (tmp_path / "q.txt").read_text().splitlines()]
-    assert keys[0] == f"{rec}:1"
+    assert keys[0] == "train.rec:1"  # FILE.rec:KEY, as score writes it

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nearest other class center of each class: exact (class_stats), faiss-flat (exact), "
                              "faiss-ivf (approximate); auto: exact up to 100,000 classes (default)")
     parser.add_argument("--nprobe", type=int, default=32, help="IVF cells searched with --centers faiss-ivf")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default %(default)s)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--contact-rows", type=int, default=12, help="samples on the contact sheet")

@@ -1,8 +1,8 @@
 """Sample keys: the names ``crfiqa score`` writes for the same images, so that the two files join.
 
-Today ``score`` names a sample by its dataset's ``name(index)``: the image path as found under the
-data folder, ``REC_PATH:KEY`` for a record, the line as written for a file list. This is the one
-place to change when ``score``'s keys change (e.g. to paths relative to the scored folder).
+``score`` and the training datasets name a sample alike: the path relative to the scored folder
+(``id_07/img_0.png``), ``FILE.rec:KEY`` for a record, the line as written for a file list; the
+dataset's ``name(index)`` gives that key.
 """
 from __future__ import annotations
 

@@ -70,14 +70,16 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         ]
         if not self.samples:
             raise ValueError(f"no images found in identity folders under {root}")
-        self.image_size = image_size
+        self.root, self.image_size = root, image_size
         self.num_identities = len(self.identities)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def name(self, index: int) -> str:
-        return self.samples[index][0]
+        """The image's path relative to the root, ``/``-separated (``id_07/img_0.png``): the key
+        ``crfiqa score`` writes for the same image when it scores the root folder."""
+        return os.path.relpath(self.samples[index][0], self.root).replace(os.sep, "/")
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
