@@ -7,6 +7,7 @@ according to ``CRFIQA_BUILD_CUDA``: ``auto`` (default) when ``nvcc`` is found (`
 ``MAX_JOBS`` / ``CMAKE_BUILD_PARALLEL_LEVEL`` bound the parallel compile jobs. The package installs
 and works without the extension (the ``cuda`` backend is then unavailable).
 """
+
 import os
 import shutil
 import subprocess
@@ -53,7 +54,13 @@ class CMakeBuild(build_ext):
         output_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(self.build_temp).resolve() / "cmake"
         configure = [
-            "cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja",
+            "cmake",
+            "-S",
+            str(ROOT),
+            "-B",
+            str(build_dir),
+            "-G",
+            "Ninja",
             "-DCMAKE_BUILD_TYPE=Release",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",

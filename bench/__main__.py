@@ -7,6 +7,7 @@ Examples::
     python -m bench --device cpu --shapes S --impls chunked,authors_eager --modes fwd_bwd
     python -m bench --preset gpu-scale        # largest C whose training step fits (GPU)
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rotate", type=int, default=3, help="sets of embeddings/labels cycled through")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of authors_compiled")
-    parser.add_argument("--scale", action="store_true", default=None,
-                        help="find the largest C whose training step fits on the GPU, by bisection")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        default=None,
+        help="find the largest C whose training step fits on the GPU, by bisection",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default bench/results)")
     parser.add_argument("--name", help="output file stem (default: the preset's name, else 'run')")
     parser.add_argument("--list", action="store_true", help="list implementations, shapes and presets, then exit")
@@ -130,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
-    config = RunConfig(device, warmup=args.warmup, repeats=args.repeats, rotate=args.rotate, seed=args.seed,
-                       compile_backend=args.compile_backend)
+    config = RunConfig(
+        device,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        rotate=args.rotate,
+        seed=args.seed,
+        compile_backend=args.compile_backend,
+    )
     if args.scale:
         records = run_scale(impls, dtypes, config, environment(device))
     else:

@@ -9,6 +9,7 @@ the rename into place), into a scratch folder. Records: ``impl`` ``crfiqa_curate
 ``curate``, ``median_ms`` per call, ``samples_per_s`` (samples / median time), and the parts of the
 median call (``samples_s``: the streaming pass; ``centers_s``: the centers' neighbours).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+
 from crfiqa.curate import CurateOptions, curate, load_curate_model, open_labelled_data
 
 from .records import environment, make_record, write_json
@@ -38,38 +40,60 @@ def measure(model_path: str, data_path: str, *, repeats: int, warmup: int, batch
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(warmup + repeats):
-            summary = curate(model, dataset, os.path.join(scratch, "report"), options, progress=False,
-                             echo=lambda *_: None)
+            summary = curate(
+                model, dataset, os.path.join(scratch, "report"), options, progress=False, echo=lambda *_: None
+            )
             if repeat >= warmup:
                 runs.append(summary)
     totals = [run["seconds"]["total"] for run in runs]
     median = sorted(runs, key=lambda run: run["seconds"]["total"])[len(runs) // 2]
     samples = median["samples"]
-    shape = Shape("demo-digits", batch_size, model.num_classes, model.centers.shape[1],
-                  f"known-truth demo digits, {samples} samples")
+    shape = Shape(
+        "demo-digits",
+        batch_size,
+        model.num_classes,
+        model.centers.shape[1],
+        f"known-truth demo digits, {samples} samples",
+    )
     return make_record(
-        environment(torch.device("cpu")), impl="crfiqa_curate", shape=shape, dtype="fp32", mode="curate",
-        status="ok", median_ms=statistics.median(totals) * 1e3, q25_ms=min(totals) * 1e3, q75_ms=max(totals) * 1e3,
-        repeats=repeats, warmup=warmup, samples=samples, samples_per_s=samples / statistics.median(totals),
-        samples_s=median["seconds"]["samples"], centers_s=median["seconds"]["centers"],
-        centers_method=median["centers"]["method"], model=model_path, data=data_path,
+        environment(torch.device("cpu")),
+        impl="crfiqa_curate",
+        shape=shape,
+        dtype="fp32",
+        mode="curate",
+        status="ok",
+        median_ms=statistics.median(totals) * 1e3,
+        q25_ms=min(totals) * 1e3,
+        q75_ms=max(totals) * 1e3,
+        repeats=repeats,
+        warmup=warmup,
+        samples=samples,
+        samples_per_s=samples / statistics.median(totals),
+        samples_s=median["seconds"]["samples"],
+        centers_s=median["seconds"]["centers"],
+        centers_method=median["centers"]["method"],
+        model=model_path,
+        data=data_path,
     )
 
 
 def markdown(record: dict) -> str:
-    return "\n".join([
-        "# `crfiqa curate` end to end on the demo digits",
-        "",
-        f"{record['samples']:,} samples of {record['classes']} classes (D = {record['dim']}), batch {record['batch']}, "
-        f"{record['threads']} thread(s), {record['device_name']}; commit {record['commit']}, {record['date']}; "
-        f"load average {record['load_average']:.1f} at the end.",
-        "",
-        "| median s per run | samples/s | streaming pass s | centers' neighbours s | runs |",
-        "|---|---|---|---|---|",
-        f"| {record['median_ms'] / 1e3:.2f} | {record['samples_per_s']:,.0f} | {record['samples_s']:.2f} | "
-        f"{record['centers_s']:.3f} | {record['repeats']} (+{record['warmup']} warm-up) |",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# `crfiqa curate` end to end on the demo digits",
+            "",
+            f"{record['samples']:,} samples of {record['classes']} classes (D = {record['dim']}), "
+            f"batch {record['batch']}, "
+            f"{record['threads']} thread(s), {record['device_name']}; commit {record['commit']}, {record['date']}; "
+            f"load average {record['load_average']:.1f} at the end.",
+            "",
+            "| median s per run | samples/s | streaming pass s | centers' neighbours s | runs |",
+            "|---|---|---|---|---|",
+            f"| {record['median_ms'] / 1e3:.2f} | {record['samples_per_s']:,.0f} | {record['samples_s']:.2f} | "
+            f"{record['centers_s']:.3f} | {record['repeats']} (+{record['warmup']} warm-up) |",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ Subtracting the returned tensors is the DESIGN §6 convention ("minus inputs and
 step that needs nothing beyond its gradients scores about 0. When a step's peak comes before its
 gradients exist, this understates its extra memory by at most their size.
 """
+
 from __future__ import annotations
 
 import torch

@@ -18,6 +18,7 @@ and read back once in the compute dtype) is counted as HBM traffic unless ``--sc
 ``dê`` fp32 atomics (B × D per class tile) and the backward's re-reads of E per class tile go to L2
 and are listed, not timed; launch overheads, tails and the combine step (O(B)) are not modeled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,20 +38,30 @@ LABEL = "modeled, not measured"
 # ---------------------------------------------------------------------------------------------
 KERNELS: dict[str, list[dict]] = {
     "ours (fused, modeled)": [
-        {"launch": "forward", "gemms": 1, "hbm": {
-            "W read once (fp32 master)": "C*D*w",
-            "E read per class split": "fwd_splits*B*D*e",
-        }, "l2": {}},
-        {"launch": "backward", "gemms": 3, "hbm": {
-            "W read once (fp32 master)": "C*D*w",
-            "dW written once": "C*D*w",
-            "dℓ/dc scratch written + read (compute dtype)": "2*B*C*e*(1-scratch_in_l2)",
-            "E read, dE written (fp32)": "B*D*e + B*D*4",
-        }, "l2": {
-            "dℓ/dc scratch (if L2-resident)": "2*B*C*e*scratch_in_l2",
-            "dE fp32 atomics, B×D per class tile": "ceil(C/block_c)*B*D*4",
-            "E re-read per class tile": "ceil(C/block_c)*B*D*e",
-        }},
+        {
+            "launch": "forward",
+            "gemms": 1,
+            "hbm": {
+                "W read once (fp32 master)": "C*D*w",
+                "E read per class split": "fwd_splits*B*D*e",
+            },
+            "l2": {},
+        },
+        {
+            "launch": "backward",
+            "gemms": 3,
+            "hbm": {
+                "W read once (fp32 master)": "C*D*w",
+                "dW written once": "C*D*w",
+                "dℓ/dc scratch written + read (compute dtype)": "2*B*C*e*(1-scratch_in_l2)",
+                "E read, dE written (fp32)": "B*D*e + B*D*4",
+            },
+            "l2": {
+                "dℓ/dc scratch (if L2-resident)": "2*B*C*e*scratch_in_l2",
+                "dE fp32 atomics, B×D per class tile": "ceil(C/block_c)*B*D*4",
+                "E re-read per class tile": "ceil(C/block_c)*B*D*e",
+            },
+        },
     ],
     # The bench's floor impl: cuBLAS GEMMs in the compute dtype (W cast once, outside the step), the
     # B × C product materialized in the compute dtype.
@@ -97,10 +108,20 @@ class Params:
     scratch_in_l2: bool = False
 
     def variables(self, batch: int, classes: int, dim: int) -> dict:
-        fwd_splits = min(math.ceil(classes / self.fwd_block_c), math.ceil(self.programs / math.ceil(batch / self.fwd_block_b)))
-        return {"B": batch, "C": classes, "D": dim, "e": self.compute_bytes, "w": self.weight_bytes,
-                "fwd_splits": fwd_splits, "block_c": self.block_c, "scratch_in_l2": int(self.scratch_in_l2),
-                "ceil": math.ceil}
+        fwd_splits = min(
+            math.ceil(classes / self.fwd_block_c), math.ceil(self.programs / math.ceil(batch / self.fwd_block_b))
+        )
+        return {
+            "B": batch,
+            "C": classes,
+            "D": dim,
+            "e": self.compute_bytes,
+            "w": self.weight_bytes,
+            "fwd_splits": fwd_splits,
+            "block_c": self.block_c,
+            "scratch_in_l2": int(self.scratch_in_l2),
+            "ceil": math.ceil,
+        }
 
 
 def evaluate(formula: str, variables: dict) -> float:
@@ -167,22 +188,32 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
     lines = [
         f"# Modeled roofline — {LABEL}",
         "",
-        (f"**Every figure on this page is modeled** (`python -m bench.model`), from counted FLOPs and HBM bytes "
-         f"on {machine.name}; none was measured. Measured figures live in the benchmark's own tables."),
+        (
+            f"**Every figure on this page is modeled** (`python -m bench.model`), from counted FLOPs and HBM bytes "
+            f"on {machine.name}; none was measured. Measured figures live in the benchmark's own tables."
+        ),
         "",
-        (f"Dtype: bf16 compute (e = {params.compute_bytes} bytes), fp32 master weights (w = {params.weight_bytes}). "
-         f"Per launch: time = max(FLOPs / {machine.flops_per_s / 1e12:,.0f} TFLOP/s, "
-         f"HBM bytes / {machine.hbm_bytes_per_s / 1e12:,.1f} TB/s); a step is the sum of its launches."),
-        f"Assumptions: dℓ/dc scratch {'L2-resident (not timed)' if params.scratch_in_l2 else 'counted as HBM traffic'}; "
+        (
+            f"Dtype: bf16 compute (e = {params.compute_bytes} bytes), fp32 master weights (w = {params.weight_bytes}). "
+            f"Per launch: time = max(FLOPs / {machine.flops_per_s / 1e12:,.0f} TFLOP/s, "
+            f"HBM bytes / {machine.hbm_bytes_per_s / 1e12:,.1f} TB/s); a step is the sum of its launches."
+        ),
+        f"Assumptions: dℓ/dc scratch "
+        f"{'L2-resident (not timed)' if params.scratch_in_l2 else 'counted as HBM traffic'}; "
         f"forward class splits fill {params.programs} programs of {params.fwd_block_b} rows; backward class tile "
         f"{params.block_c}; dE atomics and E re-reads go to L2 "
-        + (f"(timed at an assumed {machine.l2_bytes_per_s / 1e12:,.1f} TB/s); " if machine.l2_bytes_per_s
-           else "(listed, not timed); ")
+        + (
+            f"(timed at an assumed {machine.l2_bytes_per_s / 1e12:,.1f} TB/s); "
+            if machine.l2_bytes_per_s
+            else "(listed, not timed); "
+        )
         + "launch overheads, tails and "
         "the O(B) combine are not modeled.",
         "",
-        ("| shape | implementation (modeled) | launches: modeled ms (bound) | GFLOP | HBM GB | L2 GB "
-         "| modeled fwd+bwd ms | modeled / floor | modeled / floor4 |"),
+        (
+            "| shape | implementation (modeled) | launches: modeled ms (bound) | GFLOP | HBM GB | L2 GB "
+            "| modeled fwd+bwd ms | modeled / floor | modeled / floor4 |"
+        ),
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ratios = {}
@@ -193,7 +224,8 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
         for impl, result in results.items():
             launches = ", ".join(f"{launch.name} {_ms(launch.seconds)} ({launch.bound})" for launch in result.launches)
             lines.append(
-                f"| {shape.describe()} | {impl} | {launches} | {result.flops / 1e9:,.1f} | {result.hbm_bytes / 1e9:,.3f} "
+                f"| {shape.describe()} | {impl} | {launches} | {result.flops / 1e9:,.1f} "
+                f"| {result.hbm_bytes / 1e9:,.3f} "
                 f"| {result.l2_bytes / 1e9:,.3f} | {_ms(result.seconds)} | {result.seconds / floor3:.2f}× "
                 f"| {result.seconds / floor4:.2f}× |"
             )
@@ -203,33 +235,58 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
         for launch in launches:
             terms = "; ".join(f"{what}: `{formula}`" for what, formula in launch["hbm"].items())
             l2 = "; ".join(f"{what}: `{formula}`" for what, formula in launch["l2"].items()) or "—"
-            lines.append(f"- {impl} · {launch['launch']}: {launch['gemms']} GEMM-equivalent(s) of 2·B·C·D FLOPs; "
-                         f"HBM: {terms}; L2: {l2}")
-    lines += ["", "Modeled ours / three-GEMM floor, bf16 fwd+bwd (issue 14's target: ≤ 1.45× at L, XL, Shard): "
-              + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in ratios.items()) + " — modeled."]
+            lines.append(
+                f"- {impl} · {launch['launch']}: {launch['gemms']} GEMM-equivalent(s) of 2·B·C·D FLOPs; "
+                f"HBM: {terms}; L2: {l2}"
+            )
+    lines += [
+        "",
+        "Modeled ours / three-GEMM floor, bf16 fwd+bwd (issue 14's target: ≤ 1.45× at L, XL, Shard): "
+        + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in ratios.items())
+        + " — modeled.",
+    ]
     return "\n".join(lines) + "\n", ratios
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.model", description=(
-        "Modeled (not measured) roofline of the fused kernels beside the 3- and 4-GEMM floors."))
-    parser.add_argument("--scratch-in-l2", action="store_true",
-                        help="count the dℓ/dc scratch as L2-resident instead of HBM traffic")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.model",
+        description=("Modeled (not measured) roofline of the fused kernels beside the 3- and 4-GEMM floors."),
+    )
+    parser.add_argument(
+        "--scratch-in-l2", action="store_true", help="count the dℓ/dc scratch as L2-resident instead of HBM traffic"
+    )
     parser.add_argument("--flops", type=float, default=Machine.flops_per_s, help="peak FLOP/s (default 790e12)")
     parser.add_argument("--bandwidth", type=float, default=Machine.hbm_bytes_per_s, help="HBM bytes/s (default 3.0e12)")
-    parser.add_argument("--block-c", type=int, default=Params.block_c,
-                        help="the backward's class tile: dE atomics and E re-reads scale with C / block_c (default 64)")
-    parser.add_argument("--l2-bandwidth", type=float, default=None,
-                        help="time L2 traffic too, at this many bytes/s (a sensitivity check; default: not timed)")
+    parser.add_argument(
+        "--block-c",
+        type=int,
+        default=Params.block_c,
+        help="the backward's class tile: dE atomics and E re-reads scale with C / block_c (default 64)",
+    )
+    parser.add_argument(
+        "--l2-bandwidth",
+        type=float,
+        default=None,
+        help="time L2 traffic too, at this many bytes/s (a sensitivity check; default: not timed)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "model-h100.md", help="markdown file to write")
     args = parser.parse_args(argv)
-    if (args.flops <= 0 or args.bandwidth <= 0 or args.block_c <= 0
-            or (args.l2_bandwidth is not None and args.l2_bandwidth <= 0)):
+    if (
+        args.flops <= 0
+        or args.bandwidth <= 0
+        or args.block_c <= 0
+        or (args.l2_bandwidth is not None and args.l2_bandwidth <= 0)
+    ):
         parser.error("--flops, --bandwidth, --block-c and --l2-bandwidth must be positive")
     machine = Machine(l2_bytes_per_s=args.l2_bandwidth)
     if (args.flops, args.bandwidth) != (machine.flops_per_s, machine.hbm_bytes_per_s):
-        machine = Machine(f"a card of {args.flops / 1e12:,.0f} TFLOP/s and {args.bandwidth / 1e12:,.2f} TB/s (modeled)",
-                          args.flops, args.bandwidth, args.l2_bandwidth)
+        machine = Machine(
+            f"a card of {args.flops / 1e12:,.0f} TFLOP/s and {args.bandwidth / 1e12:,.2f} TB/s (modeled)",
+            args.flops,
+            args.bandwidth,
+            args.l2_bandwidth,
+        )
     text, _ = table(machine, Params(scratch_in_l2=args.scratch_in_l2, block_c=args.block_c))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -1,4 +1,5 @@
 """Named sets of command-line options; options given explicitly override the preset's."""
+
 from __future__ import annotations
 
 LOSS_AND_FLOOR = (
@@ -13,40 +14,81 @@ PRESETS = {
     # 2 minutes on a quiet machine. (linear_cross_entropy_chunked is left out: over 15 s a step
     # at this shape on 2 cores.)
     "cpu-l": dict(
-        device="cpu", shapes="L", dtypes="fp32", modes="fwd_bwd",
+        device="cpu",
+        shapes="L",
+        dtypes="fp32",
+        modes="fwd_bwd",
         impls="authors_eager,linear_cross_entropy,chunked,floor,floor4",
-        threads=2, warmup=1, repeats=20,
+        threads=2,
+        warmup=1,
+        repeats=20,
     ),
     # Every implementation once at the tiny shape: checks that the harness runs end to end.
-    "smoke": dict(device="cpu", shapes="tiny", dtypes="fp32,bf16", modes="fwd,fwd_bwd", impls="all",
-                  warmup=1, repeats=3),
+    "smoke": dict(
+        device="cpu", shapes="tiny", dtypes="fp32,bf16", modes="fwd,fwd_bwd", impls="all", warmup=1, repeats=3
+    ),
     # Issue 8 item 1 on a GPU: every peer, every shape, both dtypes and modes.
-    "gpu": dict(device="cuda", shapes="S,L,XL,Shard", dtypes="bf16,fp32", modes="fwd,fwd_bwd",
-                impls=LOSS_AND_FLOOR, warmup=5, repeats=30),
+    "gpu": dict(
+        device="cuda",
+        shapes="S,L,XL,Shard",
+        dtypes="bf16,fp32",
+        modes="fwd,fwd_bwd",
+        impls=LOSS_AND_FLOOR,
+        warmup=5,
+        repeats=30,
+    ),
     # The device call's short run (tests/gpu/run_on_device.sh, DESIGN §8): S, L, XL in bf16 with the
     # peers of issue 13 item 4, both floors and our three backends; 2 warm-ups, 10 repeats. The script
     # reuses it with --dtypes fp32 and --shapes Shard while time remains.
-    "gpu-short": dict(device="cuda", shapes="S,L,XL", dtypes="bf16", modes="fwd,fwd_bwd",
-                      impls="authors_eager,authors_compiled,linear_cross_entropy,liger,cut_cross_entropy,"
-                            "floor,floor4,chunked,triton,cuda",
-                      warmup=2, repeats=10),
+    "gpu-short": dict(
+        device="cuda",
+        shapes="S,L,XL",
+        dtypes="bf16",
+        modes="fwd,fwd_bwd",
+        impls="authors_eager,authors_compiled,linear_cross_entropy,liger,cut_cross_entropy,"
+        "floor,floor4,chunked,triton,cuda",
+        warmup=2,
+        repeats=10,
+    ),
     # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
-    "gpu-stats": dict(device="cuda", shapes="Stats", dtypes="fp32,bf16", modes="fwd",
-                      impls="class_stats,faiss_top2", warmup=3, repeats=20),
+    "gpu-stats": dict(
+        device="cuda",
+        shapes="Stats",
+        dtypes="fp32,bf16",
+        modes="fwd",
+        impls="class_stats,faiss_top2",
+        warmup=3,
+        repeats=20,
+    ),
     # Issue 18 item 5: class_stats with labels (what crfiqa curate runs: one pass over the centers)
     # against faiss's exact top-2 search (IndexFlatIP) at C = 1,000,000 on 2 threads. A pass is
     # 4.2 TFLOP, tens of seconds here: no warm-up (nothing to compile or tune; the inputs are in
     # memory) and 2 timed repeats. class_stats without labels makes two passes (top class, then the
     # runner-up): add --impls class_stats to time it too. curate's samples/s: python -m bench.curate_speed.
-    "cpu-stats": dict(device="cpu", shapes="Stats-CPU", dtypes="fp32", modes="fwd",
-                      impls="class_stats_labelled,faiss_top2", threads=2, warmup=0, repeats=2),
+    "cpu-stats": dict(
+        device="cpu",
+        shapes="Stats-CPU",
+        dtypes="fp32",
+        modes="fwd",
+        impls="class_stats_labelled,faiss_top2",
+        threads=2,
+        warmup=0,
+        repeats=2,
+    ),
     # Issue 8 item 4: the largest C whose training step fits on the GPU.
     "gpu-scale": dict(device="cuda", scale=True, dtypes="fp32,bf16", impls="authors_eager,chunked,triton,cuda"),
 }
 
 DEFAULTS = dict(
-    device="cpu", shapes="S", dtypes="fp32", modes="fwd,fwd_bwd", impls=LOSS_AND_FLOOR,
-    threads=None, warmup=None, repeats=None, scale=False,
+    device="cpu",
+    shapes="S",
+    dtypes="fp32",
+    modes="fwd,fwd_bwd",
+    impls=LOSS_AND_FLOOR,
+    threads=None,
+    warmup=None,
+    repeats=None,
+    scale=False,
 )
 # Without a preset or an explicit count: warm-up and timed repeats per device type.
 REPEATS = {"cpu": (1, 5), "cuda": (5, 30)}

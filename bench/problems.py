@@ -1,4 +1,5 @@
 """Benchmark inputs: dtype settings and sets of rotating problems sharing one weight matrix."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@
 Prints the operators by self time (after two warm-up steps) and the share spent in matrix products,
 the part no elementwise tuning can remove.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def main(argv=None) -> None:
     if args.device == "cpu":
         total = sum(event.self_cpu_time_total for event in events)
         products = sum(event.self_cpu_time_total for event in events if event.key in MATRIX_PRODUCTS)
-        print(f"{shape.describe()} {args.dtype} {args.backend}: {total / 1e3:,.0f} ms of operator time, "
-              f"{products / 1e3:,.0f} ms ({products / total:.0%}) in matrix products")
+        print(
+            f"{shape.describe()} {args.dtype} {args.backend}: {total / 1e3:,.0f} ms of operator time, "
+            f"{products / 1e3:,.0f} ms ({products / total:.0%}) in matrix products"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ finished: above the thread count, other work competed for the cores), and the en
 ``commit``, ``dirty``, ``date``, ``device_name``, ``driver``, ``cuda``, ``torch``, ``triton``, ``cpu``,
 ``threads``, ``omp_wait_policy``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -50,7 +51,9 @@ def _nvidia_driver() -> str | None:
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None

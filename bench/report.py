@@ -6,6 +6,7 @@ memory, and where those peers ran in the same group: its speedup over the author
 memory as a share of the authors' eager formulation, and its time as a multiple of the GEMM floors
 (``floor``: three GEMMs; ``floor4``: the four products of a design without B × C, DESIGN §3.1).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -88,7 +89,11 @@ def markdown(records: list[dict]) -> str:
     lines = _header(records)
     for (shape, dtype, mode), group in _groups(records).items():
         first = group[0]
-        lines += ["", f"### {shape} (B={first['batch']:,}, C={first['classes']:,}, D={first['dim']}) · {dtype} · {mode}", ""]
+        lines += [
+            "",
+            f"### {shape} (B={first['batch']:,}, C={first['classes']:,}, D={first['dim']}) · {dtype} · {mode}",
+            "",
+        ]
         columns = _ratio_columns(group)
         titles = ["impl", "status", "median ms (IQR)", "peak extra MiB", *(title for title, _ in columns)]
         lines += ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
@@ -108,8 +113,13 @@ def _scale_table(records: list[dict]) -> list[str]:
     scale = [record for record in records if record["mode"] == "scale"]
     if not scale:
         return []
-    lines = ["", "### Largest C whose training step fits (B=512, D=512, SGD momentum)", "",
-             "| impl | dtype | status | largest C |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "### Largest C whose training step fits (B=512, D=512, SGD momentum)",
+        "",
+        "| impl | dtype | status | largest C |",
+        "|---|---|---|---|",
+    ]
     for record in scale:
         value = f"{record['max_classes']:,}" if record["status"] == "ok" else record["message"]
         lines.append(f"| {record['impl']} | {record['dtype']} | {record['status']} | {value} |")
@@ -128,27 +138,40 @@ def plot(records: list[dict], path: Path) -> bool:
     groups = _groups(records)
     if not groups:
         return False
-    figure, axes = plt.subplots(len(groups), 2, figsize=(12, 1.2 + 0.45 * max(map(len, groups.values())) * len(groups)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        len(groups), 2, figsize=(12, 1.2 + 0.45 * max(map(len, groups.values())) * len(groups)), squeeze=False
+    )
     for row, ((shape, dtype, mode), group) in enumerate(groups.items()):
         names = [record["impl"] for record in group]
         for column, (key, scale, label) in enumerate(
             (("median_ms", 1.0, "median ms"), ("peak_extra_bytes", 1 / MIB, "peak extra MiB"))
         ):
             axis = axes[row][column]
-            values = [
-                record[key] * scale if record["status"] == "ok" and record[key] else 0.0 for record in group
-            ]
+            values = [record[key] * scale if record["status"] == "ok" and record[key] else 0.0 for record in group]
             axis.barh(names, values, color=["tab:blue" if value else "lightgray" for value in values])
-            for position, (record, value) in enumerate(zip(group, values)):
+            for position, (record, value) in enumerate(zip(group, values, strict=True)):
                 if record["status"] != "ok":  # x in axes coordinates: visible whatever the scale
-                    axis.text(0.01, position, record["status"], transform=axis.get_yaxis_transform(),
-                              va="center", fontsize=8, color="tab:red")
+                    axis.text(
+                        0.01,
+                        position,
+                        record["status"],
+                        transform=axis.get_yaxis_transform(),
+                        va="center",
+                        fontsize=8,
+                        color="tab:red",
+                    )
                 elif value:
                     axis.text(value, position, " " + _short(value), va="center", fontsize=8)
                 else:
-                    axis.text(0.01, position, "not measured", transform=axis.get_yaxis_transform(),
-                              va="center", fontsize=8, color="gray")
+                    axis.text(
+                        0.01,
+                        position,
+                        "not measured",
+                        transform=axis.get_yaxis_transform(),
+                        va="center",
+                        fontsize=8,
+                        color="gray",
+                    )
             positive = [value for value in values if value]
             if positive and max(positive) > 20 * min(positive):  # a log scale only where it is needed
                 axis.set_xscale("log")

@@ -6,6 +6,7 @@ its own. A case that cannot run is recorded with its status and message, never d
 ``unavailable`` (not installed, needs another device, unsupported setting), ``oom`` (out of
 memory, inputs included) or ``error`` (anything else, with the exception).
 """
+
 from __future__ import annotations
 
 import gc
@@ -91,7 +92,9 @@ def run_group(impls: list[Implementation], setting: Setting, shape: Shape, confi
     for impl in impls:
         steps[impl.name], failures[impl.name] = _prepare(impl, setting, config.warmup)
     timings, timing_failures = round_robin(
-        {name: step for name, step in steps.items() if step is not None}, setting.problems, config.device,
+        {name: step for name, step in steps.items() if step is not None},
+        setting.problems,
+        config.device,
         config.repeats,
     )
     failures.update(timing_failures)
@@ -110,8 +113,18 @@ def run_group(impls: list[Implementation], setting: Setting, shape: Shape, confi
             status, message = failure_status(error)
             records.append(make_record(env, **identity, status=status, message=message))
         else:
-            records.append(make_record(env, **identity, status="ok", median_ms=timing.median_ms, q25_ms=timing.q25_ms,
-                                       q75_ms=timing.q75_ms, repeats=timing.repeats, **measured))
+            records.append(
+                make_record(
+                    env,
+                    **identity,
+                    status="ok",
+                    median_ms=timing.median_ms,
+                    q25_ms=timing.q25_ms,
+                    q75_ms=timing.q75_ms,
+                    repeats=timing.repeats,
+                    **measured,
+                )
+            )
         steps[impl.name] = None  # frees what the step holds (compiled code, casted weights, indexes)
     return records
 
@@ -135,8 +148,18 @@ def run_all(
                 group = [impl for impl in impls if mode in impl.modes]
                 if problems is None:
                     status, message = input_failure
-                    new = [make_record(env, impl=impl.name, shape=shape, dtype=dtype.name, mode=mode, status=status,
-                                       message=f"inputs: {message}") for impl in group]
+                    new = [
+                        make_record(
+                            env,
+                            impl=impl.name,
+                            shape=shape,
+                            dtype=dtype.name,
+                            mode=mode,
+                            status=status,
+                            message=f"inputs: {message}",
+                        )
+                        for impl in group
+                    ]
                 else:
                     setting = Setting(config.device, dtype, mode, config.margin, problems, config.compile_backend)
                     new = run_group(group, setting, shape, config, env)

@@ -5,6 +5,7 @@ class centers (C, 512), forward + backward, then an SGD-with-momentum update; tw
 momentum buffer exists. The largest fitting C is found by bisection between one that fits and an
 upper bound that cannot (weight, gradient and momentum alone would exceed the device's memory).
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,9 @@ def _train(impl: Implementation, classes: int, dtype: DtypeSetting, config: RunC
     embeddings = torch.randn(BATCH, DIM, device=device, generator=generator).to(dtype.embedding_dtype)
     embeddings.requires_grad_(True)
     labels = torch.randint(0, classes, (BATCH,), device=device, generator=generator)
-    setting = Setting(device, dtype, "fwd_bwd", config.margin, [Problem(embeddings, weight, labels)],
-                      config.compile_backend)
+    setting = Setting(
+        device, dtype, "fwd_bwd", config.margin, [Problem(embeddings, weight, labels)], config.compile_backend
+    )
     loss_fn = impl.build_loss(setting)
     for _ in range(STEPS):
         with dtype.autocast(device):
@@ -96,6 +98,16 @@ def run_scale(impls: list[Implementation], dtypes: list[DtypeSetting], config: R
                 found = None
                 status, message = failure_status(error)
             shape = Shape("train_step", BATCH, found or 0, DIM, "largest C whose training step fits")
-            records.append(make_record(env, impl=impl.name, shape=shape, dtype=dtype.name, mode="scale",
-                                       status=status, message=message, max_classes=found))
+            records.append(
+                make_record(
+                    env,
+                    impl=impl.name,
+                    shape=shape,
+                    dtype=dtype.name,
+                    mode="scale",
+                    status=status,
+                    message=message,
+                    max_classes=found,
+                )
+            )
     return records

@@ -12,6 +12,7 @@ Two measurements per ``nprobe``, on the same index:
 Random unit centers have no cluster structure, so these are lower bounds for trained centers.
 Writes ``bench/results/search-recall.{json,md}`` with the environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,22 @@ def measure(classes: int, dim: int, queries: int, nprobes: list[int], probe_cos:
         start = time.perf_counter()
         recall = index.recall(random_queries, k=10)
         rank1 = index.identification_rate(probes, labels, ranks=(1,))[1]
-        rows.append({"nprobe": index.nprobe, "recall_at_10": recall, "rank1": rank1,
-                     "seconds": time.perf_counter() - start})
+        rows.append(
+            {"nprobe": index.nprobe, "recall_at_10": recall, "rank1": rank1, "seconds": time.perf_counter() - start}
+        )
     exact_rank1 = ClassCenterIndex(centers, use_gpu=False).identification_rate(probes, labels, ranks=(1,))[1]
-    return {"classes": classes, "dim": dim, "queries": queries, "probe_cos": probe_cos, "seed": seed,
-            "nlist": index.nlist, "build_seconds": build_s, "rows": rows, "exact_rank1": exact_rank1,
-            "environment": environment(torch.device("cpu"))}
+    return {
+        "classes": classes,
+        "dim": dim,
+        "queries": queries,
+        "probe_cos": probe_cos,
+        "seed": seed,
+        "nlist": index.nlist,
+        "build_seconds": build_s,
+        "rows": rows,
+        "exact_rank1": exact_rank1,
+        "environment": environment(torch.device("cpu")),
+    }
 
 
 def markdown(result: dict) -> str:

@@ -1,4 +1,5 @@
 """The benchmark shapes of DESIGN §6 (D = 512), a forward-only search shape and a tiny smoke shape."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

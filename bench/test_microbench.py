@@ -5,6 +5,7 @@
 The chunked op, forward and forward + backward, at small shapes, beside the authors' formulation
 at the same shapes for scale. Inputs rotate between rounds (3 sets of embeddings and labels).
 """
+
 from __future__ import annotations
 
 import itertools

@@ -8,6 +8,7 @@ alike and the ratios between them stay fair. Repeat ``r`` of every implementatio
 CUDA: a pair of CUDA events around each step (no host synchronization in between; one at the
 end), so a sample is the device time of that step. CPU: ``time.perf_counter`` around each step.
 """
+
 from __future__ import annotations
 
 import statistics

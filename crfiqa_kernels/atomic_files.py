@@ -5,6 +5,7 @@ atomic when source and target are on the same file system (hence the temporary f
 folder). A temporary file left by a killed process (``.partial-*`` beside the target) is removed by
 the next write to the same folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
 def remove_stale_partials(folder: str | os.PathLike) -> None:
     """Remove temporaries in ``folder`` left by processes that no longer run (killed mid-write)."""
     for partial in Path(folder).glob(f"{PARTIAL_PREFIX}*"):
-        owner = partial.name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+        owner = partial.name[len(PARTIAL_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not _process_alive(int(owner)):
             partial.unlink(missing_ok=True)
 

@@ -1,5 +1,6 @@
 """The global batch of the sharded head: its layout over the ranks, validated on every rank, and
 the all-gather of the rows with its adjoint, the reduce-scatter of their gradient."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,6 +10,7 @@ the same arithmetic serves both:
     nnccs  = max_s nn_cos_s,   nn_index = the lowest global index attaining it
     (NaN where lse is NaN: see the end of combine_partials)
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

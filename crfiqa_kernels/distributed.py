@@ -17,6 +17,7 @@ batch of ``B = Σ_r B_r`` rows:
 
 Nothing of size ``B × C`` is ever built or sent.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,8 +121,14 @@ class _ShardedRows(torch.autograd.Function):
         row_grad = labelled_only(grad_row_loss, valid)
         with torch.autocast(e_hat.device.type, enabled=False):
             d_e_hat, d_weight = backends.get(config.backend).backward(
-                e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.margin,
-                lse, row_grad, config.margin_grad,
+                e_hat.to(config.compute_dtype),
+                weight,
+                w_inv_norm,
+                labels_local,
+                config.margin,
+                lse,
+                row_grad,
+                config.margin_grad,
             )
         return d_e_hat.to(e_hat.dtype), d_weight, None, None, None, None
 
@@ -223,16 +230,24 @@ class ShardedMarginCCSHead(nn.Module):
         labels_local = torch.where(mine, labels - self.class_start, -1)
 
         config = _ShardConfig(
-            resolve_backend(self.backend, local_embeddings.device), self.margin, self.margin_grad,
-            compute_dtype_of(local_embeddings), self.class_start, group,
+            resolve_backend(self.backend, local_embeddings.device),
+            self.margin,
+            self.margin_grad,
+            compute_dtype_of(local_embeddings),
+            self.class_start,
+            group,
         )
         e_hat, w_inv_norm = normalize_operands(embeddings, self.weight)
         if self.training and self.num_sample < self.num_local:
             sampled = sample_classes(labels_local, self.num_local, self.num_sample)
             self.sampled_classes = sampled + self.class_start
             row_loss, _, _, _ = _ShardedRows.apply(
-                e_hat, self.weight.index_select(0, sampled), w_inv_norm[sampled],
-                labels_in_sample(labels_local, sampled, self.num_local), valid, config,
+                e_hat,
+                self.weight.index_select(0, sampled),
+                w_inv_norm[sampled],
+                labels_in_sample(labels_local, sampled, self.num_local),
+                valid,
+                config,
             )
             with torch.no_grad():
                 stats = _combined_rows(e_hat, self.weight, w_inv_norm, labels_local, config)

@@ -1,4 +1,5 @@
 """``nn.Module`` wrappers: the class-center head, the CR target and the CR-FIQA loss."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -3,6 +3,7 @@
 ``φ(c) = cos(m1·arccos(c) + m2) − m3`` replaces the target cosine ``c = c_iy`` before scaling by ``s``.
 ArcFace is ``m1=1, m2=m, m3=0``; CosFace is ``m1=1, m2=0, m3=m``; combinations are allowed.
 """
+
 from __future__ import annotations
 
 import math

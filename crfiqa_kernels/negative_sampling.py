@@ -6,6 +6,7 @@ replacement among the others (the negatives), ``max(num_sample, #positives)`` cl
 denominator of the softmax then sums over the sample only, an estimate that keeps each row's own
 class.
 """
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ NaN/Inf policy: non-finite inputs propagate — a row whose embedding has NaN ge
 CCS/NNCCS, a NaN class center makes every row NaN — so no finite CCS is ever silently wrong.
 ``check_finite=True`` raises a ValueError before any computation instead.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,9 +49,7 @@ def margin_ccs_rows(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Per-row ``(loss, lse, ccs, nnccs, nn_index)``; ``margin_grad`` is used by the backward."""
     margin = Margin(s, m1, m2, m3)
-    partials = backends.get(backend).forward_partials(
-        e_hat.to(compute_dtype), weight, w_inv_norm, labels, margin
-    )
+    partials = backends.get(backend).forward_partials(e_hat.to(compute_dtype), weight, w_inv_norm, labels, margin)
     stats = combine_partials(partials)
     row_loss = margin_row_loss(stats.lse, stats.target_cos, labelled(labels), margin)
     return row_loss, stats.lse, stats.target_cos, stats.nn_cos, stats.nn_index

@@ -10,6 +10,7 @@ accumulate dtype) but restates the arithmetic under test — the logits, the row
 ignored-row mask and the mean — instead of importing :mod:`.row_loss`: an oracle sharing code
 with what it checks could not catch a mistake in it.
 """
+
 from __future__ import annotations
 
 import torch

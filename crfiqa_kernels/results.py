@@ -1,4 +1,5 @@
 """Named results returned by the public ops."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -20,6 +20,7 @@ and sees a GPU, faiss-cpu otherwise.
 The index is a snapshot of the centers at construction; CCS (the cosine to the own center) is read
 from ``weight`` itself, which the index keeps a reference to: rebuild the index after changing it.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,14 +68,14 @@ def _normalized(name: str, rows) -> np.ndarray:
     """float32 rows divided by ``max(‖row‖, 1e-12)``, computed in float64 a block of rows at a time."""
     normalized = np.empty(tuple(rows.shape), dtype=np.float32)
     for start in range(0, rows.shape[0], _BLOCK_ROWS):
-        block = rows[start:start + _BLOCK_ROWS]
+        block = rows[start : start + _BLOCK_ROWS]
         if isinstance(block, torch.Tensor):
             block = block.detach().to("cpu", torch.float64).numpy()
         block = np.asarray(block, dtype=np.float64)
         if not np.isfinite(block).all():
             raise ValueError(f"{name} contains NaN or Inf")
         norms = np.maximum(np.linalg.norm(block, axis=1, keepdims=True), NORM_FLOOR)
-        normalized[start:start + len(block)] = block / norms
+        normalized[start : start + len(block)] = block / norms
     return normalized
 
 

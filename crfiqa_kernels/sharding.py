@@ -5,6 +5,7 @@ A full (world-size-independent) state dict is ``{"weight": (num_classes, D) tens
 state dict of the single-device :class:`~crfiqa_kernels.MarginCCSHead`, so checkpoints move freely
 between one device, N ranks and M ranks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -5,6 +5,7 @@ Value checks (label range, finiteness) read tensor contents and therefore synchr
 device; they are the one documented host synchronization and are skipped with ``validate=False``
 and while ``torch.compile`` traces.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,9 +34,7 @@ def check_inputs(embeddings, weight, labels, *, labels_required: bool) -> None:
     if embeddings.shape[1] == 0:
         raise ValueError("embeddings has embedding size 0")
     if weight.shape[1] != embeddings.shape[1]:
-        raise ValueError(
-            f"weight has embedding size {weight.shape[1]} but embeddings has {embeddings.shape[1]}"
-        )
+        raise ValueError(f"weight has embedding size {weight.shape[1]} but embeddings has {embeddings.shape[1]}")
     if weight.shape[0] < 2:
         raise ValueError(f"weight must hold at least 2 classes, got {weight.shape[0]}")
     if weight.device != embeddings.device:
@@ -49,9 +48,7 @@ def check_inputs(embeddings, weight, labels, *, labels_required: bool) -> None:
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor (class indices), got {labels.dtype}")
     if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
     if labels.device != embeddings.device:
         raise ValueError(f"labels is on {labels.device} but embeddings is on {embeddings.device}")
 
@@ -65,9 +62,7 @@ def check_options(margin, reduction: str, margin_grad: str) -> None:
         raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
 
 
-def check_head_arguments(
-    num_classes, embedding_size, margin, margin_grad: str, backend: str, backend_names
-) -> None:
+def check_head_arguments(num_classes, embedding_size, margin, margin_grad: str, backend: str, backend_names) -> None:
     """The constructor arguments shared by the single-device and the sharded head."""
     for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
         if isinstance(value, bool) or not isinstance(value, int):

@@ -4,6 +4,7 @@ Without a CUDA device the Triton kernels run through Triton's interpreter on CPU
 variable must be set before the first ``import triton``, hence here. Tests marked ``gpu`` are
 skipped without a CUDA device.
 """
+
 import os
 
 import pytest

@@ -1,4 +1,5 @@
 """The implementations the harness knows, by name (one module per family)."""
+
 from __future__ import annotations
 
 from .authors import AUTHORS_COMPILED, AUTHORS_EAGER

@@ -5,6 +5,7 @@ matrix, arccos over the whole matrix, the margin added at the label columns thro
 matrix, cos, the scale, a softmax cross-entropy, and cloned matrices for CCS / NNCCS. Only the
 additive angular margin (ArcFace) exists in that formulation.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -4,11 +4,12 @@ An implementation turns a :class:`Setting` into a *step*: a callable taking one
 :class:`~bench.problems.Problem` and returning what a caller would keep (the loss and statistics
 for ``fwd``; the gradients for ``fwd_bwd``). The harness times steps and measures their memory.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

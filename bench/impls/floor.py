@@ -7,6 +7,7 @@ size B × C (DESIGN §3.1): the forward ``E·Wᵀ``, one recompute of it in the 
 The (B, C) product plays the logit gradient ``G``. Both operands are in the compute dtype (W is
 cast once, outside the timed step), so on a GPU these are three (four) cuBLAS calls.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,5 +39,6 @@ def _prepare_four(setting: Setting):
 
 
 FLOOR = Implementation("floor", "floor", "the three GEMMs E·Wᵀ, G·W, Gᵀ·E", _prepare)
-FLOOR4 = Implementation("floor4", "floor", "the four products E·Wᵀ, E·Wᵀ again, G·W, Gᵀ·E (DESIGN §3.1)",
-                        _prepare_four, modes=("fwd_bwd",))
+FLOOR4 = Implementation(
+    "floor4", "floor", "the four products E·Wᵀ, E·Wᵀ again, G·W, Gᵀ·E (DESIGN §3.1)", _prepare_four, modes=("fwd_bwd",)
+)

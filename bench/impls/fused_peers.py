@@ -4,6 +4,7 @@ Both are Triton kernels for CUDA that compute the plain softmax cross-entropy of
 (no margin, no CCS / NNCCS) without materializing the logits. Where the package is missing, or
 the device is not CUDA, the harness records them as unavailable, with the reason.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -60,9 +61,7 @@ def _cut_cross_entropy(setting: Setting):
 
 
 SEMANTICS = Semantics(margin=False)
-LIGER = loss_implementation(
-    "liger", "Liger-Kernel fused linear CE on (s·ê, ŵ): plain CE", _liger, SEMANTICS
-)
+LIGER = loss_implementation("liger", "Liger-Kernel fused linear CE on (s·ê, ŵ): plain CE", _liger, SEMANTICS)
 CUT_CROSS_ENTROPY = loss_implementation(
     "cut_cross_entropy", "Cut Cross-Entropy on (s·ê, ŵ): plain CE", _cut_cross_entropy, SEMANTICS
 )

@@ -5,6 +5,7 @@ of ``s · ê · ŵᵀ`` (no margin, no CCS / NNCCS), as PyTorch ships it.
 ``linear_cross_entropy_chunked`` passes ``LinearCrossEntropyOptions()``, PyTorch's batch-chunked
 path that never holds all ``B × C`` logits.
 """
+
 from __future__ import annotations
 
 import torch

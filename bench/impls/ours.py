@@ -3,6 +3,7 @@
 Runs with ``validate=False`` (no host synchronization for the label check), as a training loop
 that trusts its labels would. A backend unavailable on the device is recorded as such.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ def _probe(backend: str, device: torch.device) -> None:
     """Raise :class:`Unavailable` when ``backend`` cannot run on ``device`` (the op says why)."""
     embeddings = torch.ones(1, 2, device=device)
     try:
-        ck.margin_ccs_loss(embeddings, torch.eye(2, device=device), torch.zeros(1, dtype=torch.long, device=device),
-                           backend=backend)
+        ck.margin_ccs_loss(
+            embeddings, torch.eye(2, device=device), torch.zeros(1, dtype=torch.long, device=device), backend=backend
+        )
     except ValueError as error:
         raise Unavailable(str(error)) from None
 

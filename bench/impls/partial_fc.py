@@ -11,6 +11,7 @@ becomes the probabilities, kept for the backward), loss = mean over all rows of
 their class reach at initialization; ignored rows count 0 but stay in the denominator), backward
 ``(p − onehot) / B`` written into the same buffer.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,6 @@ import torch.nn.functional as F
 
 from .authors import NORM_FLOOR
 from .base import Semantics, Setting, loss_implementation
-
 
 PROBABILITY_FLOOR = 1e-30
 

@@ -5,6 +5,7 @@ exact inner-product index (``IndexFlatIP``; ``GpuIndexFlatIP`` on CUDA) over the
 built outside the timed step, and the normalized embeddings per step. faiss allocates outside
 PyTorch, so its peak memory is not measured.
 """
+
 from __future__ import annotations
 
 import torch

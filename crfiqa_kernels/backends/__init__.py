@@ -6,6 +6,7 @@ A backend that does not run some dtype itself says so in a module attribute
 precision that the tensor cores lack, to ``chunked``). :func:`serving` tells which backend actually
 runs a backend's kernels for a dtype, and ``get(name, dtype)`` returns that backend's module.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ Each tile of ``T`` classes costs one (B, T) buffer, reused in place for the cosi
 the probabilities, so the transient memory is bounded by ``TILE_ELEMENTS`` whatever ``C`` is. It is
 the CPU path and a fallback on any device; it is deterministic.
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,7 +90,7 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partial
         row_sumexp = buffer.exp_().sum(dim=1)
 
         target_cos = torch.where(in_tile, target_cos, float("nan"))
-        for field, value in zip(fields, (row_max, row_sumexp, target_cos, nn_cos, nn_index + start)):
+        for field, value in zip(fields, (row_max, row_sumexp, target_cos, nn_cos, nn_index + start), strict=True):
             field.append(value)
     return Partials(*(torch.stack(field) for field in fields))
 

@@ -10,6 +10,7 @@ split, so no entry is ever empty.
     >>> plan(tile_count(130, 16), 4)      # 9 tiles asked in 4 splits: 3 tiles each, 3 splits
     ClassSplits(tiles=9, tiles_per_split=3, count=3)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

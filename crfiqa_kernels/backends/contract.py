@@ -17,6 +17,7 @@ A backend is a module with two functions over one shard of class centers:
 
 No backend allocates anything of size B × C.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

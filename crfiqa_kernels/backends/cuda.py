@@ -20,6 +20,7 @@ into its own (B, D) slice, the slices summed in a fixed order. ``dW`` and the fo
 always deterministic. Grids are planned by the extension's pure functions ``_C.plan_forward`` /
 ``_C.plan_backward`` (1-D, below 2^31 blocks).
 """
+
 from __future__ import annotations
 
 import functools
@@ -76,8 +77,15 @@ def shared_memory_suffices(max_shared_bytes: int) -> bool:
     99 KiB, where the backend reports itself unavailable)."""
     for policy in (_C.POLICY_FLOAT16, _C.POLICY_BFLOAT16, _C.POLICY_TF32, _C.POLICY_3XTF32):
         try:
-            _C.plan_backward(policy=policy, batch=1, classes=1, dim=1, deterministic=False, multiprocessors=1,
-                             max_shared_bytes=max_shared_bytes)
+            _C.plan_backward(
+                policy=policy,
+                batch=1,
+                classes=1,
+                dim=1,
+                deterministic=False,
+                multiprocessors=1,
+                max_shared_bytes=max_shared_bytes,
+            )
         except RuntimeError:
             return False
     return True
@@ -86,8 +94,11 @@ def shared_memory_suffices(max_shared_bytes: int) -> bool:
 @functools.cache
 def _device_supported(index: int) -> bool:
     capability = torch.cuda.get_device_capability(index)
-    return (runs_on(capability, _C.ARCHITECTURES) and bool(_C.kernel_image_available(index))
-            and shared_memory_suffices(_C.device_properties(index)["max_shared_bytes"]))
+    return (
+        runs_on(capability, _C.ARCHITECTURES)
+        and bool(_C.kernel_image_available(index))
+        and shared_memory_suffices(_C.device_properties(index)["max_shared_bytes"])
+    )
 
 
 def available(device) -> bool:
@@ -130,16 +141,32 @@ def forward_splits(batch: int, classes: int, multiprocessors: int) -> int:
     return whole_splits(max(1, math.ceil(BLOCKS_PER_SM * multiprocessors / row_tiles)), class_tiles)
 
 
-def backward_plan(e_dtype: torch.dtype, batch: int, classes: int, dim: int, *, multiprocessors: int,
-                  max_shared_bytes: int, deterministic: bool, blocks: int = 0) -> dict:
+def backward_plan(
+    e_dtype: torch.dtype,
+    batch: int,
+    classes: int,
+    dim: int,
+    *,
+    multiprocessors: int,
+    max_shared_bytes: int,
+    deterministic: bool,
+    blocks: int = 0,
+) -> dict:
     """The backward's launch on a device with these limits (no CUDA call): ``blocks`` (the 1-D
     ``grid``), the ``group_classes`` of a block's unit of work and the ``groups`` the blocks take in
     turn, where the ∂ℓ/∂c scratch lives (``scratch_in_shared``, else ``scratch_elements`` of the compute dtype),
     ``shared_bytes`` and the rows of the float32 dê buffer (``d_e_rows``). ``blocks`` = 0 fills the
     device; a request is capped by the class groups and the memory bounds (see csrc/plan.h)."""
-    return _C.plan_backward(policy=product_policy(e_dtype), batch=batch, classes=classes, dim=dim,
-                            deterministic=deterministic, multiprocessors=multiprocessors,
-                            max_shared_bytes=max_shared_bytes, blocks=blocks)
+    return _C.plan_backward(
+        policy=product_policy(e_dtype),
+        batch=batch,
+        classes=classes,
+        dim=dim,
+        deterministic=deterministic,
+        multiprocessors=multiprocessors,
+        max_shared_bytes=max_shared_bytes,
+        blocks=blocks,
+    )
 
 
 def _matrix(tensor: torch.Tensor):
@@ -148,8 +175,9 @@ def _matrix(tensor: torch.Tensor):
     if not (tensor.stride(1) == 1 or cols == 1) or (rows > 1 and tensor.stride(0) < cols):
         tensor = tensor.contiguous()
     row_stride = tensor.stride(0) if rows > 1 else cols
-    arg = _C.Matrix(ptr=tensor.data_ptr(), dtype=dtype_code(tensor.dtype), rows=rows, cols=cols,
-                    row_stride=row_stride, col_stride=1)
+    arg = _C.Matrix(
+        ptr=tensor.data_ptr(), dtype=dtype_code(tensor.dtype), rows=rows, cols=cols, row_stride=row_stride, col_stride=1
+    )
     return tensor, arg
 
 
@@ -167,11 +195,14 @@ def _vector(tensor: torch.Tensor, dtype: torch.dtype):
 
 def _check(e_hat, weight, *others) -> None:
     if not available(e_hat.device):
-        raise ValueError(f"the cuda backend needs the built extension and a CUDA device it was compiled for; "
-                         f"e_hat is on {e_hat.device}")
+        raise ValueError(
+            f"the cuda backend needs the built extension and a CUDA device it was compiled for; "
+            f"e_hat is on {e_hat.device}"
+        )
     if e_hat.dim() != 2 or weight.dim() != 2 or weight.shape[1] != e_hat.shape[1]:
-        raise ValueError(f"e_hat (B, D) and weight (C, D) must share D, got {tuple(e_hat.shape)} and "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(
+            f"e_hat (B, D) and weight (C, D) must share D, got {tuple(e_hat.shape)} and {tuple(weight.shape)}"
+        )
     for name, tensor in (("weight", weight), *others):
         if tensor.device != e_hat.device:
             raise ValueError(f"{name} is on {tensor.device} but e_hat is on {e_hat.device}")
@@ -222,10 +253,19 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits:
     nn_index = torch.empty((splits, batch), dtype=torch.int64, device=e_hat.device)
     row_max, row_sumexp, target_cos, nn_cos = stats.unbind(0)
     _C.forward_partials(
-        **_launch_context(e_hat.device), policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg,
-        w_inv_norm=inv_arg, labels=labels_arg, margin=_margin(margin), splits=splits,
-        row_max=_vector_arg(row_max), row_sumexp=_vector_arg(row_sumexp), target_cos=_vector_arg(target_cos),
-        nn_cos=_vector_arg(nn_cos), nn_index=_vector_arg(nn_index),
+        **_launch_context(e_hat.device),
+        policy=product_policy(e_hat.dtype),
+        e=e_arg,
+        weight=w_arg,
+        w_inv_norm=inv_arg,
+        labels=labels_arg,
+        margin=_margin(margin),
+        splits=splits,
+        row_max=_vector_arg(row_max),
+        row_sumexp=_vector_arg(row_sumexp),
+        target_cos=_vector_arg(target_cos),
+        nn_cos=_vector_arg(nn_cos),
+        nn_index=_vector_arg(nn_index),
     )
     return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
 
@@ -235,15 +275,23 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     as :func:`backward_plan` says)."""
     if margin_grad not in MARGIN_GRADS:
         raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
-    _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local), ("lse", lse),
-           ("row_grad", row_grad))
+    _check(
+        e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local), ("lse", lse), ("row_grad", row_grad)
+    )
     delegate = _delegate(e_hat, weight)
     if delegate is not None:
         return delegate.backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad)
     batch, dim = e_hat.shape
     deterministic = torch.are_deterministic_algorithms_enabled()
-    plan = backward_plan(e_hat.dtype, batch, weight.shape[0], dim, deterministic=deterministic, blocks=blocks,
-                         **_device_properties(e_hat.device))
+    plan = backward_plan(
+        e_hat.dtype,
+        batch,
+        weight.shape[0],
+        dim,
+        deterministic=deterministic,
+        blocks=blocks,
+        **_device_properties(e_hat.device),
+    )
     e_hat, e_arg = _matrix(e_hat)
     weight, w_arg = _matrix(weight)
     w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
@@ -260,10 +308,21 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     allocate = torch.empty if deterministic else torch.zeros
     d_e = allocate((plan["d_e_rows"], dim), dtype=torch.float32, device=e_hat.device)
     _C.backward(
-        **_launch_context(e_hat.device), policy=product_policy(e_hat.dtype), e=e_arg, weight=w_arg,
-        w_inv_norm=inv_arg, labels=labels_arg, lse=lse_arg, row_grad=grad_arg, margin=_margin(margin),
-        exact_margin_grad=margin_grad == "exact", blocks=plan["blocks"], deterministic=deterministic,
-        scratch=scratch_arg, d_e=_matrix(d_e)[1], d_weight=_matrix(d_weight)[1],
+        **_launch_context(e_hat.device),
+        policy=product_policy(e_hat.dtype),
+        e=e_arg,
+        weight=w_arg,
+        w_inv_norm=inv_arg,
+        labels=labels_arg,
+        lse=lse_arg,
+        row_grad=grad_arg,
+        margin=_margin(margin),
+        exact_margin_grad=margin_grad == "exact",
+        blocks=plan["blocks"],
+        deterministic=deterministic,
+        scratch=scratch_arg,
+        d_e=_matrix(d_e)[1],
+        d_weight=_matrix(d_weight)[1],
     )
     if deterministic:
         # The per-block slices, summed in a fixed order.

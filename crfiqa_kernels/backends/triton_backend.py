@@ -4,6 +4,7 @@ It runs on CUDA devices and, for tests, on the CPU when Triton's interpreter is 
 (``TRITON_INTERPRET=1`` set before ``triton`` is imported). Block sizes and class splits come from
 :mod:`.triton_config`; both functions accept an explicit ``config`` instead.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,9 @@ def forward_partials(
         return triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
 
 
-def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *,
-             config: BackwardConfig | None = None):
+def backward(
+    e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *, config: BackwardConfig | None = None
+):
     """:mod:`.contract`'s backward: ``(dê, dW)``; the split-buffer path when
     ``torch.are_deterministic_algorithms_enabled()``, fp32 atomics on ``dê`` otherwise."""
     _check_device(e_hat)

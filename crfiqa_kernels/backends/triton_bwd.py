@@ -22,6 +22,7 @@ fill the device), and stays in L2 between the two phases. Between them (and befo
 overwrites the scratch) the program's threads meet at a barrier, which also makes its global
 stores visible to all of them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,8 +73,18 @@ def plan_backward(batch: int, classes: int, dim: int, config: BackwardConfig, de
     )
 
 
-def launch_backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad,
-                    config: BackwardConfig, deterministic: bool):
+def launch_backward(
+    e_hat,
+    weight,
+    w_inv_norm,
+    labels_local,
+    margin,
+    lse,
+    row_grad,
+    margin_grad,
+    config: BackwardConfig,
+    deterministic: bool,
+):
     """Launches the backward kernel; the only caller of ``_backward_kernel``. Returns
     ``(dê float32 — float64 for float64 —, dW in weight's dtype)``."""
     check_operands(e_hat, weight, w_inv_norm, labels_local)
@@ -83,8 +94,10 @@ def launch_backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_gr
     classes = weight.shape[0]
     for name, tensor in (("lse", lse), ("row_grad", row_grad)):
         if tensor.shape != (batch,) or not tensor.dtype.is_floating_point or tensor.device != e_hat.device:
-            raise ValueError(f"{name} must be a float tensor of shape ({batch},) on {e_hat.device}, "
-                             f"got {tensor.dtype} of shape {tuple(tensor.shape)} on {tensor.device}")
+            raise ValueError(
+                f"{name} must be a float tensor of shape ({batch},) on {e_hat.device}, "
+                f"got {tensor.dtype} of shape {tuple(tensor.shape)} on {tensor.device}"
+            )
     plan = plan_backward(batch, classes, dim, config, deterministic)
     acc_dtype = accumulate_dtype(e_hat)
     w_inv_norm, lse, row_grad = (t.to(acc_dtype).contiguous() for t in (w_inv_norm, lse, row_grad))
@@ -94,16 +107,38 @@ def launch_backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_gr
     d_e_hat = torch.zeros(plan.d_e_hat_elements, dtype=acc_dtype, device=e_hat.device)
     d_weight = torch.empty_like(weight)
     _backward_kernel[plan.grid](
-        e_hat, weight, w_inv_norm, labels_local, lse, row_grad, d_e_hat, d_weight, scratch,
-        batch, classes, dim, plan.splits.tiles, plan.splits.tiles_per_split,
-        e_hat.stride(0), e_hat.stride(1), weight.stride(0), weight.stride(1),
-        d_weight.stride(0), d_weight.stride(1),
+        e_hat,
+        weight,
+        w_inv_norm,
+        labels_local,
+        lse,
+        row_grad,
+        d_e_hat,
+        d_weight,
+        scratch,
+        batch,
+        classes,
+        dim,
+        plan.splits.tiles,
+        plan.splits.tiles_per_split,
+        e_hat.stride(0),
+        e_hat.stride(1),
+        weight.stride(0),
+        weight.stride(1),
+        d_weight.stride(0),
+        d_weight.stride(1),
         *margin_scalars(margin),
-        BLOCK_B=config.block_b, BLOCK_C=config.block_c, BLOCK_D=config.block_d, BLOCK_DW=config.block_dw,
-        EXACT_MARGIN_GRAD=margin_grad == "exact", DETERMINISTIC=deterministic,
-        OUT_DTYPE=TL_DTYPES[weight.dtype], EMULATE_BF16_OUT=emulates_bf16(weight.dtype),
+        BLOCK_B=config.block_b,
+        BLOCK_C=config.block_c,
+        BLOCK_D=config.block_d,
+        BLOCK_DW=config.block_dw,
+        EXACT_MARGIN_GRAD=margin_grad == "exact",
+        DETERMINISTIC=deterministic,
+        OUT_DTYPE=TL_DTYPES[weight.dtype],
+        EMULATE_BF16_OUT=emulates_bf16(weight.dtype),
         **tile_meta(e_hat, margin).kwargs(),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
     )
     d_e_hat = d_e_hat.view(-1, batch, dim)
     # The ordered reduction of the deterministic path: a fixed-order sum over the split dimension.
@@ -112,15 +147,46 @@ def launch_backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_gr
 
 @triton.jit
 def _backward_kernel(
-    e_ptr, w_ptr, w_inv_norm_ptr, labels_ptr, lse_ptr, row_grad_ptr, d_e_ptr, d_w_ptr, scratch_ptr,
-    batch, classes, dim, class_tiles, tiles_per_split,
-    stride_eb, stride_ed, stride_wc, stride_wd, stride_dwc, stride_dwd,
-    scale: tl.float64, m1: tl.float64, m2: tl.float64, m3: tl.float64, cos_m2: tl.float64, sin_m2: tl.float64,
-    BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DW: tl.constexpr,
-    EXACT_MARGIN_GRAD: tl.constexpr, DETERMINISTIC: tl.constexpr,
-    OUT_DTYPE: tl.constexpr, EMULATE_BF16_OUT: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, EMULATE_BF16: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, MULTIPLICATIVE: tl.constexpr,
+    e_ptr,
+    w_ptr,
+    w_inv_norm_ptr,
+    labels_ptr,
+    lse_ptr,
+    row_grad_ptr,
+    d_e_ptr,
+    d_w_ptr,
+    scratch_ptr,
+    batch,
+    classes,
+    dim,
+    class_tiles,
+    tiles_per_split,
+    stride_eb,
+    stride_ed,
+    stride_wc,
+    stride_wd,
+    stride_dwc,
+    stride_dwd,
+    scale: tl.float64,
+    m1: tl.float64,
+    m2: tl.float64,
+    m3: tl.float64,
+    cos_m2: tl.float64,
+    sin_m2: tl.float64,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DW: tl.constexpr,
+    EXACT_MARGIN_GRAD: tl.constexpr,
+    DETERMINISTIC: tl.constexpr,
+    OUT_DTYPE: tl.constexpr,
+    EMULATE_BF16_OUT: tl.constexpr,
+    COMPUTE_DTYPE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    MULTIPLICATIVE: tl.constexpr,
 ):
     split = tl.program_id(0)
     offs_b = tl.arange(0, BLOCK_B)
@@ -154,9 +220,24 @@ def _backward_kernel(
                 row_grad = tl.load(row_grad_ptr + rows, mask=row_mask, other=0.0)
                 e_block_ptr = e_ptr + tl.cast(row_start, tl.int64) * stride_eb
                 raw_cos = cosine_tile(
-                    e_block_ptr, w_tile_ptr, w_inv_norm_ptr + tile * BLOCK_C, row_mask, col_mask, dim,
-                    stride_eb, stride_ed, stride_wc, stride_wd,
-                    BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
+                    e_block_ptr,
+                    w_tile_ptr,
+                    w_inv_norm_ptr + tile * BLOCK_C,
+                    row_mask,
+                    col_mask,
+                    dim,
+                    stride_eb,
+                    stride_ed,
+                    stride_wc,
+                    stride_wd,
+                    BLOCK_B,
+                    BLOCK_C,
+                    BLOCK_D,
+                    COMPUTE_DTYPE,
+                    DOT_DTYPE,
+                    ACC_DTYPE,
+                    EMULATE_BF16,
+                    INPUT_PRECISION,
                 )
                 cos = clamp_cosine(raw_cos)
                 is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
@@ -180,8 +261,11 @@ def _backward_kernel(
                 # = Σ_i ∂ℓ/∂c_ij c_ij (the cosine before the clamp): a sum over the batch.
                 radial += tl.sum(d_cos * raw_cos, axis=0)
                 d_cos_operand = dot_operand(d_cos, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16)
-                tl.store(scratch_ptr + (rows[:, None] * BLOCK_C + offs_c[None, :]),
-                         store_value(d_cos_operand, COMPUTE_DTYPE, EMULATE_BF16), mask=row_mask[:, None])
+                tl.store(
+                    scratch_ptr + (rows[:, None] * BLOCK_C + offs_c[None, :]),
+                    store_value(d_cos_operand, COMPUTE_DTYPE, EMULATE_BF16),
+                    mask=row_mask[:, None],
+                )
 
                 # ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j, this tile's share, BLOCK_D columns at a time (ŵ formed
                 # before the rounding: float16 holds no ∂ℓ/∂c_ij / ‖W_j‖ for a small W_j).
@@ -189,11 +273,18 @@ def _backward_kernel(
                 for k in range(0, dim, BLOCK_D):
                     d = k + tl.arange(0, BLOCK_D)
                     d_mask = d < dim
-                    w = tl.load(w_tile_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
-                                mask=col_mask[:, None] & d_mask[None, :], other=0.0)
+                    w = tl.load(
+                        w_tile_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
+                        mask=col_mask[:, None] & d_mask[None, :],
+                        other=0.0,
+                    )
                     w_hat = w.to(ACC_DTYPE) * w_inv_norm[:, None]
-                    d_e = tl.dot(d_cos_operand, dot_operand(w_hat, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
-                                 input_precision=INPUT_PRECISION, out_dtype=ACC_DTYPE)
+                    d_e = tl.dot(
+                        d_cos_operand,
+                        dot_operand(w_hat, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
+                        input_precision=INPUT_PRECISION,
+                        out_dtype=ACC_DTYPE,
+                    )
                     d_e_ptrs = d_e_block_ptr + (offs_b[:, None] * dim + d[None, :])
                     d_e_mask = row_mask[:, None] & d_mask[None, :]
                     if DETERMINISTIC:  # the program's own slice: no other program writes it
@@ -212,10 +303,14 @@ def _backward_kernel(
                 for row_start in range(0, batch, BLOCK_B):
                     rows = row_start + offs_b
                     row_mask = rows < batch
-                    d_cos_operand = tl.load(scratch_ptr + (rows[:, None] * BLOCK_C + offs_c[None, :]),
-                                            mask=row_mask[:, None], other=0.0)
-                    e_chunk = tl.load(e_ptr + (tl.cast(rows, tl.int64)[:, None] * stride_eb + dw_cols[None, :] * stride_ed),
-                                      mask=row_mask[:, None] & dw_mask[None, :], other=0.0)
+                    d_cos_operand = tl.load(
+                        scratch_ptr + (rows[:, None] * BLOCK_C + offs_c[None, :]), mask=row_mask[:, None], other=0.0
+                    )
+                    e_chunk = tl.load(
+                        e_ptr + (tl.cast(rows, tl.int64)[:, None] * stride_eb + dw_cols[None, :] * stride_ed),
+                        mask=row_mask[:, None] & dw_mask[None, :],
+                        other=0.0,
+                    )
                     d_w_hat = tl.dot(
                         tl.trans(d_cos_operand.to(DOT_DTYPE)),
                         dot_operand(e_chunk, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),
@@ -225,12 +320,14 @@ def _backward_kernel(
                     )
                 w_chunk = tl.load(
                     w_tile_ptr + (offs_c[:, None] * stride_wc + dw_cols[None, :] * stride_wd),
-                    mask=col_mask[:, None] & dw_mask[None, :], other=0.0,
+                    mask=col_mask[:, None] & dw_mask[None, :],
+                    other=0.0,
                 ).to(ACC_DTYPE)
                 w_hat = w_chunk * w_inv_norm[:, None]
                 d_w = (d_w_hat - w_hat * radial[:, None]) * w_inv_norm[:, None]
                 tl.store(
                     d_w_tile_ptr + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd),
-                    store_value(d_w, OUT_DTYPE, EMULATE_BF16_OUT), mask=col_mask[:, None] & dw_mask[None, :],
+                    store_value(d_w, OUT_DTYPE, EMULATE_BF16_OUT),
+                    mask=col_mask[:, None] & dw_mask[None, :],
                 )
             tl.debug_barrier()  # phase 2 has read the scratch before the next tile overwrites it

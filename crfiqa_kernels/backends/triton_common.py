@@ -6,6 +6,7 @@ whatever the margin); only its kind is a compile-time constant: ``MULTIPLICATIVE
 θ = arccos c, which for m1 = 1 (ArcFace, CosFace, their combinations) the identities
 cos(θ + m2) = c·cos m2 − sin θ·sin m2 and sin(θ + m2) = sin θ·cos m2 + c·sin m2 avoid.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,12 @@ class TileMeta:
 
     def kwargs(self) -> dict:
         return dict(
-            COMPUTE_DTYPE=self.compute, DOT_DTYPE=self.dot, ACC_DTYPE=self.acc, EMULATE_BF16=self.emulate_bf16,
-            INPUT_PRECISION=self.input_precision, MULTIPLICATIVE=self.multiplicative,
+            COMPUTE_DTYPE=self.compute,
+            DOT_DTYPE=self.dot,
+            ACC_DTYPE=self.acc,
+            EMULATE_BF16=self.emulate_bf16,
+            INPUT_PRECISION=self.input_precision,
+            MULTIPLICATIVE=self.multiplicative,
         )
 
 
@@ -100,19 +105,26 @@ def margin_scalars(margin) -> tuple[float, float, float, float, float, float]:
 def check_operands(e_hat, weight, w_inv_norm, labels_local) -> None:
     """Shapes, dtypes and devices of the contract's operands (strides are free: they are passed)."""
     if e_hat.dim() != 2 or e_hat.dtype not in TL_DTYPES:
-        raise TypeError(f"e_hat must be a 2-D float16/bfloat16/float32/float64 tensor, got {e_hat.dtype} "
-                        f"of shape {tuple(e_hat.shape)}")
+        raise TypeError(
+            f"e_hat must be a 2-D float16/bfloat16/float32/float64 tensor, got {e_hat.dtype} "
+            f"of shape {tuple(e_hat.shape)}"
+        )
     if weight.dim() != 2 or weight.dtype not in TL_DTYPES or weight.shape[1] != e_hat.shape[1]:
-        raise ValueError(f"weight must be a (C, {e_hat.shape[1]}) float tensor, got {weight.dtype} "
-                         f"of shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight must be a (C, {e_hat.shape[1]}) float tensor, got {weight.dtype} of shape {tuple(weight.shape)}"
+        )
     if weight.shape[0] < 1 or e_hat.shape[0] < 1:
         raise ValueError(f"e_hat and weight need at least one row, got {e_hat.shape[0]} and {weight.shape[0]}")
     if w_inv_norm.shape != (weight.shape[0],) or not w_inv_norm.dtype.is_floating_point:
-        raise ValueError(f"w_inv_norm must be a float tensor of shape ({weight.shape[0]},), "
-                         f"got {w_inv_norm.dtype} of shape {tuple(w_inv_norm.shape)}")
+        raise ValueError(
+            f"w_inv_norm must be a float tensor of shape ({weight.shape[0]},), "
+            f"got {w_inv_norm.dtype} of shape {tuple(w_inv_norm.shape)}"
+        )
     if labels_local.shape != (e_hat.shape[0],) or labels_local.dtype != torch.int64:
-        raise ValueError(f"labels_local must be an int64 tensor of shape ({e_hat.shape[0]},), "
-                         f"got {labels_local.dtype} of shape {tuple(labels_local.shape)}")
+        raise ValueError(
+            f"labels_local must be an int64 tensor of shape ({e_hat.shape[0]},), "
+            f"got {labels_local.dtype} of shape {tuple(labels_local.shape)}"
+        )
     for name, tensor in (("weight", weight), ("w_inv_norm", w_inv_norm), ("labels_local", labels_local)):
         if tensor.device != e_hat.device:
             raise ValueError(f"{name} is on {tensor.device} but e_hat is on {e_hat.device}")
@@ -131,10 +143,23 @@ def to_acc(x, ACC_DTYPE: tl.constexpr):
 
 @triton.jit
 def cosine_tile(
-    e_ptr, w_ptr, w_inv_norm_ptr, row_mask, col_mask, dim,
-    stride_eb, stride_ed, stride_wc, stride_wd,
-    BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, EMULATE_BF16: tl.constexpr,
+    e_ptr,
+    w_ptr,
+    w_inv_norm_ptr,
+    row_mask,
+    col_mask,
+    dim,
+    stride_eb,
+    stride_ed,
+    stride_wc,
+    stride_wd,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    COMPUTE_DTYPE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
     """``ê_rows · ŵ_colsᵀ`` before the clamp: Σ_k ê[rows, k]·ŵ[cols, k] over chunks of ``BLOCK_D``
@@ -149,10 +174,16 @@ def cosine_tile(
     for k in range(0, dim, BLOCK_D):
         d = k + tl.arange(0, BLOCK_D)
         d_mask = d < dim
-        e = tl.load(e_ptr + (offs_b[:, None] * stride_eb + d[None, :] * stride_ed),
-                    mask=row_mask[:, None] & d_mask[None, :], other=0.0)
-        w = tl.load(w_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
-                    mask=col_mask[:, None] & d_mask[None, :], other=0.0)
+        e = tl.load(
+            e_ptr + (offs_b[:, None] * stride_eb + d[None, :] * stride_ed),
+            mask=row_mask[:, None] & d_mask[None, :],
+            other=0.0,
+        )
+        w = tl.load(
+            w_ptr + (offs_c[:, None] * stride_wc + d[None, :] * stride_wd),
+            mask=col_mask[:, None] & d_mask[None, :],
+            other=0.0,
+        )
         w_hat = w.to(ACC_DTYPE) * w_inv_norm[:, None]
         acc = tl.dot(
             dot_operand(e, COMPUTE_DTYPE, DOT_DTYPE, EMULATE_BF16),

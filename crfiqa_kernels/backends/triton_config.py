@@ -7,6 +7,7 @@ Under ``TRITON_INTERPRET=1`` (CPU tests) the interpreter's cost grows with the n
 steps rather than their size, so moderate tiles (32 × 64 × 64) run fastest there; tests that need
 many tiles pass small configurations explicitly.
 """
+
 from __future__ import annotations
 
 import dataclasses

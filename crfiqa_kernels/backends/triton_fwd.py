@@ -11,6 +11,7 @@ the class tiles of its split (:mod:`.class_splits`):
 
 It writes one row of :class:`~.contract.Partials` per (split, row); the combine is done in PyTorch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ def plan_forward(batch: int, classes: int, config: ForwardConfig) -> ForwardPlan
     """The grid and class splits of a forward launch; the grid stays within CUDA's limit on axis 0
     (fewer splits than ``config.splits`` asks for when a batch of that many tiles would exceed it)."""
     batch_tiles = triton.cdiv(batch, config.block_b)
-    splits = class_splits.plan(class_splits.tile_count(classes, config.block_c),
-                               min(config.splits, MAX_GRID_X // batch_tiles))
+    splits = class_splits.plan(
+        class_splits.tile_count(classes, config.block_c), min(config.splits, MAX_GRID_X // batch_tiles)
+    )
     return ForwardPlan(grid=(batch_tiles * splits.count,), splits=splits, batch_tiles=batch_tiles)
 
 
@@ -68,28 +70,72 @@ def launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, con
     row_max, row_sumexp, target_cos, nn_cos = out.unbind(0)
     nn_index = torch.empty((plan.splits.count, batch), dtype=torch.int64, device=e_hat.device)
     _forward_partials_kernel[plan.grid](
-        e_hat, weight, w_inv_norm, labels_local,
-        row_max, row_sumexp, target_cos, nn_cos, nn_index,
-        batch, classes, dim, plan.batch_tiles, plan.splits.tiles, plan.splits.tiles_per_split,
-        e_hat.stride(0), e_hat.stride(1), weight.stride(0), weight.stride(1),
+        e_hat,
+        weight,
+        w_inv_norm,
+        labels_local,
+        row_max,
+        row_sumexp,
+        target_cos,
+        nn_cos,
+        nn_index,
+        batch,
+        classes,
+        dim,
+        plan.batch_tiles,
+        plan.splits.tiles,
+        plan.splits.tiles_per_split,
+        e_hat.stride(0),
+        e_hat.stride(1),
+        weight.stride(0),
+        weight.stride(1),
         *margin_scalars(margin),
-        BLOCK_B=config.block_b, BLOCK_C=config.block_c, BLOCK_D=config.block_d,
+        BLOCK_B=config.block_b,
+        BLOCK_C=config.block_c,
+        BLOCK_D=config.block_d,
         **tile_meta(e_hat, margin).kwargs(),
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
     )
     return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
 
 
 @triton.jit
 def _forward_partials_kernel(
-    e_ptr, w_ptr, w_inv_norm_ptr, labels_ptr,
-    row_max_ptr, row_sumexp_ptr, target_cos_ptr, nn_cos_ptr, nn_index_ptr,
-    batch, classes, dim, batch_tiles, class_tiles, tiles_per_split,
-    stride_eb, stride_ed, stride_wc, stride_wd,
-    scale: tl.float64, m1: tl.float64, m2: tl.float64, m3: tl.float64, cos_m2: tl.float64, sin_m2: tl.float64,
-    BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, EMULATE_BF16: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, MULTIPLICATIVE: tl.constexpr,
+    e_ptr,
+    w_ptr,
+    w_inv_norm_ptr,
+    labels_ptr,
+    row_max_ptr,
+    row_sumexp_ptr,
+    target_cos_ptr,
+    nn_cos_ptr,
+    nn_index_ptr,
+    batch,
+    classes,
+    dim,
+    batch_tiles,
+    class_tiles,
+    tiles_per_split,
+    stride_eb,
+    stride_ed,
+    stride_wc,
+    stride_wd,
+    scale: tl.float64,
+    m1: tl.float64,
+    m2: tl.float64,
+    m3: tl.float64,
+    cos_m2: tl.float64,
+    sin_m2: tl.float64,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    COMPUTE_DTYPE: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    ACC_DTYPE: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    MULTIPLICATIVE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     split = pid // batch_tiles
@@ -117,10 +163,24 @@ def _forward_partials_kernel(
             cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)
             col_mask = cols < classes
             cos = cosine_tile(
-                e_block_ptr, w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc, w_inv_norm_ptr + tile * BLOCK_C,
-                row_mask, col_mask, dim,
-                stride_eb, stride_ed, stride_wc, stride_wd,
-                BLOCK_B, BLOCK_C, BLOCK_D, COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION,
+                e_block_ptr,
+                w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc,
+                w_inv_norm_ptr + tile * BLOCK_C,
+                row_mask,
+                col_mask,
+                dim,
+                stride_eb,
+                stride_ed,
+                stride_wc,
+                stride_wd,
+                BLOCK_B,
+                BLOCK_C,
+                BLOCK_D,
+                COMPUTE_DTYPE,
+                DOT_DTYPE,
+                ACC_DTYPE,
+                EMULATE_BF16,
+                INPUT_PRECISION,
             )
             cos = clamp_cosine(cos)
             is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]

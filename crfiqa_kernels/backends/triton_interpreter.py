@@ -12,6 +12,7 @@ NumPy 2 rejects for arrays of one dimension, so every loop with a run-time bound
 :func:`use_numpy2_scalar_index` makes that conversion take the array's single element (what newer
 interpreters do); it is applied when this module is imported under the interpreter.
 """
+
 from __future__ import annotations
 
 import numpy as np

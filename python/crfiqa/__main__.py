@@ -1,4 +1,5 @@
 """``python -m crfiqa``: the same command as ``crfiqa``."""
+
 import sys
 
 from .cli import main

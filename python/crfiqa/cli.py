@@ -13,6 +13,7 @@ A user's mistake (a missing or malformed file, a bad option) ends with one line
 exits with 130 (Ctrl-C) or 143 (SIGTERM). Each command lives in ``crfiqa.commands``; its options
 import nothing heavy, so ``--help`` answers at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # One block per command: its module's register() adds the subparser and sets args.run.
     from .commands import train
+
     train.register(commands)
     from .commands import score
+
     score.register(commands)
     from .commands import export_onnx
+
     export_onnx.register(commands)
     from .commands import evaluate
+
     evaluate.register(commands)
     from .commands import pack
+
     pack.register(commands)
     from .commands import demo
+
     demo.register(commands)
     from .commands import curate
+
     curate.register(commands)
     return parser
 

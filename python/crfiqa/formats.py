@@ -14,6 +14,7 @@ A name is what ``crfiqa score`` writes: the path relative to the scored folder
 finds a name's row: the exact name, else its :func:`sample_key` (file name without folder and
 extension, as the authors' scripts join ``00000`` to ``images/00000.jpg``) where that key is unique.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,9 @@ def write_pair_list(path: str | os.PathLike, pairs: PairList) -> None:
     """Write ``pairs`` in the ``pair_list.txt`` format (atomically)."""
     from crfiqa_kernels import write_text_atomically
 
-    write_text_atomically(path, "".join(f"{a} {b} {int(m)}\n" for a, b, m in zip(pairs.first, pairs.second, pairs.mated)))
+    write_text_atomically(
+        path, "".join(f"{a} {b} {int(m)}\n" for a, b, m in zip(pairs.first, pairs.second, pairs.mated, strict=True))
+    )
 
 
 def read_quality_scores(path: str | os.PathLike) -> dict[str, float]:
@@ -102,7 +105,9 @@ def write_quality_scores(path: str | os.PathLike, names, scores) -> None:
     if any(not name.strip() or "\n" in name or name != name.strip() for name in names):
         raise ValueError("names must be non-empty, on one line, without leading or trailing spaces")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_text_atomically(path, "".join(f"{name} {float(score)!r}\n" for name, score in zip(names, scores)))
+    write_text_atomically(
+        path, "".join(f"{name} {float(score)!r}\n" for name, score in zip(names, scores, strict=True))
+    )
 
 
 def read_names(path: str | os.PathLike) -> list[str]:
@@ -110,9 +115,7 @@ def read_names(path: str | os.PathLike) -> list[str]:
     return [_name_and_score(line)[0] for _, line in _lines(path, "a names file (one name per line)")]
 
 
-def read_image_list(
-    list_file: str | os.PathLike, root: str | os.PathLike | None = None
-) -> tuple[list[str], list[str]]:
+def read_image_list(list_file: str | os.PathLike, root: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
     """``(paths, names)`` of the images listed in ``list_file``, one per line: ``names`` as written,
     ``paths`` with relative names taken from ``root`` (by default the list's own folder)."""
     if not os.path.isfile(list_file):
@@ -142,8 +145,11 @@ def load_embeddings(path: str | os.PathLike) -> np.ndarray:
         embeddings = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError):  # numpy's message may advise allow_pickle: not repeated
         raise ValueError(f"{path} is not a .npy array file (or holds Python objects, which are not loaded)") from None
-    if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2 \
-            or not np.issubdtype(embeddings.dtype, np.floating):
+    if (
+        not isinstance(embeddings, np.ndarray)
+        or embeddings.ndim != 2
+        or not np.issubdtype(embeddings.dtype, np.floating)
+    ):
         found = f"{embeddings.dtype} {embeddings.shape}" if isinstance(embeddings, np.ndarray) else "an .npz archive"
         raise ValueError(f"{path}: embeddings must be a 2-D float array, got {found}")
     if not np.isfinite(embeddings).all():
@@ -183,8 +189,10 @@ class NameIndex:
         if not matches:
             return None
         shown = ", ".join(repr(match) for match in matches[:3]) + (" …" if len(matches) > 3 else "")
-        raise ValueError(f"{where}: {name!r} matches {len(matches)} names in {self.source} ({shown}); "
-                         f"write the full name as {self.source} has it")
+        raise ValueError(
+            f"{where}: {name!r} matches {len(matches)} names in {self.source} ({shown}); "
+            f"write the full name as {self.source} has it"
+        )
 
 
 def _name_and_score(line: str) -> tuple[str, float | None]:

@@ -3,6 +3,7 @@
 The graph takes ``images`` (N, 3, S, S), normalized as for PyTorch, and returns ``embedding``
 (N, D) and ``quality`` (N,); the batch dimension is dynamic.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,16 +37,19 @@ def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) 
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         # The TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        write_atomically(path, lambda temporary: torch.onnx.export(
-            model,
-            (example,),
-            str(temporary),
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes=dynamic,
-            opset_version=opset,
-            dynamo=False,  # the TorchScript exporter: no onnxscript dependency
-        ))
+        write_atomically(
+            path,
+            lambda temporary: torch.onnx.export(
+                model,
+                (example,),
+                str(temporary),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                dynamo=False,  # the TorchScript exporter: no onnxscript dependency
+            ),
+        )
     return path
 
 
@@ -68,10 +72,16 @@ class OnnxQualityModel:
         inputs = self.session.get_inputs()
         outputs = [output.name for output in self.session.get_outputs()]
         shape = inputs[0].shape if len(inputs) == 1 else []
-        if len(shape) != 4 or not isinstance(shape[2], int) or [inputs[0].name] != [INPUT_NAME] \
-                or outputs != list(OUTPUT_NAMES):
-            raise ValueError(f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) "
-                             f"and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} {shape} and {outputs}")
+        if (
+            len(shape) != 4
+            or not isinstance(shape[2], int)
+            or [inputs[0].name] != [INPUT_NAME]
+            or outputs != list(OUTPUT_NAMES)
+        ):
+            raise ValueError(
+                f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) "
+                f"and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} {shape} and {outputs}"
+            )
         self.input_size = shape[2]
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

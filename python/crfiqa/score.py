@@ -6,6 +6,7 @@ embeddings as an ``(N, D)`` float32 ``.npy`` in the same order. The names are th
 ``FILE.rec:KEY`` for records, a file list's own lines. Unreadable images are skipped, counted and
 reported; images resized or converted to the model's input are counted and reported once.
 """
+
 from __future__ import annotations
 
 import os
@@ -105,8 +106,9 @@ class Scores:
                 total = sum(counts.values())
                 common = ", ".join(f"{n} {change.split(' ', 1)[1]}" for change, n in Counter(counts).most_common(3))
                 first = self.examples[max(counts, key=counts.get)]
-                lines.append(f"{total} of {len(self.names)} image(s) {kind} to the model's input ({common}; "
-                             f"e.g. {first})")
+                lines.append(
+                    f"{total} of {len(self.names)} image(s) {kind} to the model's input ({common}; e.g. {first})"
+                )
         return lines
 
 

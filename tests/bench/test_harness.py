@@ -1,5 +1,6 @@
 """Fast tests of the benchmark harness at the tiny shape: every implementation against the float64
 oracle, the records, failures recorded rather than dropped, the memory measurement, the report."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -65,8 +66,9 @@ def test_loss_and_gradients_match_the_float64_oracle(problems, name):
     margin = semantics.oracle_margin(MARGIN)
 
     def oracle(emb, weight):
-        out = margin_ccs_loss_reference(emb, weight, problem.labels, margin, margin_grad=semantics.margin_grad,
-                                        reduction="none")
+        out = margin_ccs_loss_reference(
+            emb, weight, problem.labels, margin, margin_grad=semantics.margin_grad, reduction="none"
+        )
         value = out.loss.detach().clamp(max=semantics.row_loss_cap).mean()  # the cap changes values only
         return out, value, torch.autograd.grad(out.loss.mean(), (emb, weight))
 
@@ -80,7 +82,7 @@ def test_loss_and_gradients_match_the_float64_oracle(problems, name):
     )
 
     assert _error(loss, expected_loss) <= _error(same_dtype_loss, expected_loss) + 1e-4
-    for value, reference, oracle_value in zip((d_emb, d_weight), same_dtype_grads, expected_grads):
+    for value, reference, oracle_value in zip((d_emb, d_weight), same_dtype_grads, expected_grads, strict=True):
         assert value.shape == oracle_value.shape
         tolerance = 1e-4 * oracle_value.abs().max().item()
         assert _error(value, oracle_value) <= _error(reference, oracle_value) + tolerance
@@ -118,8 +120,10 @@ def test_floor4_computes_the_four_products_and_only_in_fwd_bwd(problems):
         torch.mm = original
     batch, classes, dim = TINY.batch, TINY.classes, TINY.dim
     # E·Wᵀ, the recompute E·Wᵀ, G·W, Gᵀ·E: four products of B·C·D multiply-adds each.
-    assert calls == [((batch, dim), (dim, classes))] * 2 + [((batch, classes), (classes, dim)),
-                                                            ((classes, batch), (batch, dim))]
+    assert calls == [((batch, dim), (dim, classes))] * 2 + [
+        ((batch, classes), (classes, dim)),
+        ((classes, batch), (batch, dim)),
+    ]
     emb, weight = problem.embeddings.detach().double(), problem.weight.detach().double()
     products = emb @ weight.T
     assert _error(d_emb, products @ weight) <= 1e-4
@@ -178,7 +182,9 @@ def _raises(error):
 
 BROKEN = Implementation("broken", "loss", "raises while preparing", _raises(RuntimeError("boom")))
 TOO_BIG = Implementation(
-    "too_big", "loss", "runs out of memory",
+    "too_big",
+    "loss",
+    "runs out of memory",
     _raises(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")),
 )
 
@@ -225,12 +231,29 @@ def test_report_renders_table_ratios_and_plot(records, tmp_path):
 
 
 def test_command_line_writes_json_markdown_and_plot(tmp_path, capsys):
-    argv = ["--device", "cpu", "--shapes", "tiny", "--modes", "fwd", "--impls", "chunked,cut_cross_entropy",
-            "--repeats", "1", "--warmup", "0", "--out", str(tmp_path), "--name", "cli"]
+    argv = [
+        "--device",
+        "cpu",
+        "--shapes",
+        "tiny",
+        "--modes",
+        "fwd",
+        "--impls",
+        "chunked,cut_cross_entropy",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "cli",
+    ]
     assert main(argv) == 0
     saved = read_json(tmp_path / "cli.json")
     assert [(record["impl"], record["status"]) for record in saved] == [
-        ("chunked", "ok"), ("cut_cross_entropy", "unavailable")
+        ("chunked", "ok"),
+        ("cut_cross_entropy", "unavailable"),
     ]
     assert (tmp_path / "cli.md").exists() and (tmp_path / "cli.png").exists()
     assert "| chunked | ok |" in capsys.readouterr().out
@@ -263,7 +286,9 @@ def test_scale_training_step_runs_and_the_search_needs_a_gpu(name):
 
 def test_scale_records_a_failed_search_and_renders_it():
     records = run_scale([get_implementation("chunked")], [FP32], RunConfig(CPU, warmup=0, repeats=1), environment(CPU))
-    assert [(record["mode"], record["status"], record["max_classes"]) for record in records] == [("scale", "error", None)]
+    assert [(record["mode"], record["status"], record["max_classes"]) for record in records] == [
+        ("scale", "error", None)
+    ]
     assert "needs --device cuda" in records[0]["message"]
     assert "| chunked | fp32 | error |" in markdown(records)
 
@@ -272,8 +297,23 @@ def test_scale_records_a_failed_search_and_renders_it():
 def test_search_recall_report(tmp_path):
     from bench import search_recall
 
-    search_recall.main(["--classes", "3000", "--dim", "16", "--queries", "60", "--nprobe", "1", "1000",
-                        "--out", str(tmp_path), "--name", "recall"])
+    search_recall.main(
+        [
+            "--classes",
+            "3000",
+            "--dim",
+            "16",
+            "--queries",
+            "60",
+            "--nprobe",
+            "1",
+            "1000",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "recall",
+        ]
+    )
     result = json.loads((tmp_path / "recall.json").read_text())
     first, every_cell = result["rows"]
     assert every_cell["nprobe"] == result["nlist"] and every_cell["recall_at_10"] == 1.0

@@ -1,4 +1,5 @@
 """The modeled roofline (bench/model.py): its arithmetic checked by hand at shape L, its labels."""
+
 from __future__ import annotations
 
 import pytest

@@ -9,6 +9,7 @@ before any test module is collected, so module-level imports and ``pytest.import
 packages missing. A package imported before the plugin loads (a pytest plugin such as
 pytest_benchmark) cannot be hidden this way; the report header names it (use ``-p no:benchmark``).
 """
+
 from __future__ import annotations
 
 import os
@@ -49,5 +50,7 @@ def pytest_report_header(config):
         return None
     lines = [f"hidden packages ({VARIABLE}): {', '.join(sorted(_STATE['hidden'])) or 'none'}"]
     if _STATE.get("loaded"):
-        lines.append(f"not hidden, imported before this plugin (use -p no:<plugin>): {', '.join(sorted(_STATE['loaded']))}")
+        lines.append(
+            f"not hidden, imported before this plugin (use -p no:<plugin>): {', '.join(sorted(_STATE['loaded']))}"
+        )
     return lines

@@ -1,4 +1,5 @@
 """The device call's script on a CPU machine: its dry run, its step table, its time budget, its outputs."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,15 @@ STEPS = ("env", "build", "peers", "gpu-tests", "bench-bf16", "bench-fp32", "benc
 
 def _run(*args, timeout=300, **env):
     environment = {**os.environ, "PYTHON": sys.executable, **env}
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=environment, capture_output=True, text=True, check=False,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")

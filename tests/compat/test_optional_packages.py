@@ -1,6 +1,7 @@
 """Tests that need an optional package skip cleanly without it (issue 13 item 3): the GPU image has
 no faiss, and onnx, onnxruntime, pytest-benchmark, Liger-Kernel or Cut Cross-Entropy may be absent
 anywhere. Each package is hidden (tests/compat/hide_packages.py) in a pytest run of its tests."""
+
 from __future__ import annotations
 
 import os
@@ -40,12 +41,32 @@ def test_hiding_makes_a_package_look_uninstalled(monkeypatch):
 
 
 def test_tests_of_optional_packages_skip_without_them():
-    env = {**os.environ, hide_packages.VARIABLE: OPTIONAL,
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        hide_packages.VARIABLE: OPTIONAL,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "python"), os.environ.get("PYTHONPATH", "")]),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "tests.compat.hide_packages", "-p", "no:cacheprovider",
-         "-o", "addopts=", *USERS],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "tests.compat.hide_packages",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            *USERS,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     out = run.stdout
     assert run.returncode == 0, out[-4000:] + run.stderr[-2000:]

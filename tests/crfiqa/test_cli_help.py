@@ -1,17 +1,27 @@
 """``crfiqa --help`` is fast (building the parser imports neither torch nor numpy), every option
 says what it does, and the option lists written out for speed agree with the library's."""
+
 import subprocess
 import sys
 
 import pytest
+
 from crfiqa.cli import build_parser
 
 
 def test_building_the_parser_imports_nothing_heavy():
-    code = ("import sys; from crfiqa.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'crfiqa_kernels') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
-                          env={"PYTHONPATH": ":".join(sys.path)})
+    code = (
+        "import sys; from crfiqa.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'crfiqa_kernels') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PYTHONPATH": ":".join(sys.path)},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

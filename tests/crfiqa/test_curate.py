@@ -1,4 +1,5 @@
 """crfiqa curate: exact statistics, the flags' rules, the report files, keys shared with score, bad input."""
+
 import csv
 import json
 import os
@@ -6,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+
 from crfiqa.cli import INPUT_ERROR, main
 from crfiqa.curate import (
     REPORT_FILES,
@@ -20,7 +22,7 @@ from crfiqa.curate import (
 )
 from crfiqa.curate.stats import SampleStats
 
-from .synthetic import calibrated_backbone, one_thread, write_images  # noqa: F401 (one_thread: a fixture)
+from .synthetic import calibrated_backbone, write_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLASSES = 5
@@ -30,8 +32,16 @@ def _checkpoint(path, classes=CLASSES, seed=0):
     """A training checkpoint as the loop writes it (backbone, model_config, head, config)."""
     backbone = calibrated_backbone(seed)
     centers = torch.randn(classes, 16, generator=torch.Generator().manual_seed(seed))
-    torch.save({"format": 1, "config": {"cr": "paper"}, "model_config": backbone.config,
-                "backbone": backbone.state_dict(), "head": {"weight": centers}}, path)
+    torch.save(
+        {
+            "format": 1,
+            "config": {"cr": "paper"},
+            "model_config": backbone.config,
+            "backbone": backbone.state_dict(),
+            "head": {"weight": centers},
+        },
+        path,
+    )
     return str(path), backbone, centers
 
 
@@ -61,8 +71,10 @@ def test_sample_statistics_are_exact(identities, checkpoint):
     images = torch.stack([dataset[i][0] for i in samples.index.tolist()])
     with torch.no_grad():
         embedding, quality = backbone(images)
-    cosine = torch.nn.functional.normalize(embedding.double(), dim=1) @ torch.nn.functional.normalize(
-        centers.double(), dim=1).T
+    cosine = (
+        torch.nn.functional.normalize(embedding.double(), dim=1)
+        @ torch.nn.functional.normalize(centers.double(), dim=1).T
+    )
     labels = torch.from_numpy(samples.label)
     ccs = cosine.gather(1, labels[:, None])[:, 0]
     others = cosine.scatter(1, labels[:, None], -2.0)
@@ -106,24 +118,36 @@ def test_ivf_finds_planted_duplicates():
 
 def _samples(label, nearest, ccs, nnccs, quality):
     n = len(label)
-    return SampleStats(np.arange(n), np.array(label), np.array(ccs, np.float32), np.array(nnccs, np.float32),
-                       np.array(nearest), np.zeros(n, np.float32), np.array(quality, np.float32))
+    return SampleStats(
+        np.arange(n),
+        np.array(label),
+        np.array(ccs, np.float32),
+        np.array(nnccs, np.float32),
+        np.array(nearest),
+        np.zeros(n, np.float32),
+        np.array(quality, np.float32),
+    )
 
 
 def test_flag_rules():
     # Centers: 0 and 1 at cosine 0.8; 2 and 3 orthogonal to everything (their nearest: class 0, lowest index).
     centers = torch.tensor([[1.0, 0, 0, 0], [0.8, 0.6, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
     neighbors = nearest_centers(centers, "exact", progress=False)
-    samples = _samples(label=[0, 0, 1, 1, 2, 3], nearest=[1, 2, 0, 3, 0, 2],
-                       ccs=[0.9, 0.2, 0.1, 0.8, 0.7, 0.5], nnccs=[0.1, 0.3, 0.6, 0.2, 0.1, 0.55],
-                       quality=[0.5, 0.1, 0.2, 0.9, 0.8, 0.7])
+    samples = _samples(
+        label=[0, 0, 1, 1, 2, 3],
+        nearest=[1, 2, 0, 3, 0, 2],
+        ccs=[0.9, 0.2, 0.1, 0.8, 0.7, 0.5],
+        nnccs=[0.1, 0.3, 0.6, 0.2, 0.1, 0.55],
+        quality=[0.5, 0.1, 0.2, 0.9, 0.8, 0.7],
+    )
     settings = FlagSettings(mislabel_margin=0.0, duplicate_share=0.6, duplicate_cosine=0.5, low_quality_fraction=2 / 6)
     flags = compute_flags(samples, neighbors, centers, settings)
     # Candidates: (0, 1) and (0, 2) point at each other through their samples (shares 1/2 both ways: 0.5);
     # (0, 3) through class 3's nearest center. Only (0, 1) passes a threshold (cosine 0.8 >= 0.5).
-    assert [(p.first, p.second, round(p.share, 6), round(p.cosine, 6), p.flagged, p.supporting,
-             p.supporting_mislabeled) for p in flags.pairs] == [
-        (0, 1, 0.5, 0.8, True, 2, 1), (0, 2, 0.5, 0.0, False, 2, 1), (0, 3, 0.0, 0.0, False, 0, 0)]
+    assert [
+        (p.first, p.second, round(p.share, 6), round(p.cosine, 6), p.flagged, p.supporting, p.supporting_mislabeled)
+        for p in flags.pairs
+    ] == [(0, 1, 0.5, 0.8, True, 2, 1), (0, 2, 0.5, 0.0, False, 2, 1), (0, 3, 0.0, 0.0, False, 0, 0)]
     np.testing.assert_array_equal(flags.duplicate, [True, False, True, False, False, False])
     np.testing.assert_array_equal(flags.duplicate_class, [True, True, False, False])
     # NNCCS > CCS for samples 1, 2, 5; sample 2 (label 1, nearest 0) supports the flagged pair instead.
@@ -148,21 +172,32 @@ def test_command_writes_the_report_with_scores_keys(tmp_path, identities, checkp
         rows = list(csv.DictReader(file))
     summary = json.loads((out / "summary.json").read_text())
     assert len(rows) == summary["samples"] == 12 and summary["centers"] == {
-        "method": "exact", "exact": True, "description": summary["centers"]["description"]}
+        "method": "exact",
+        "exact": True,
+        "description": summary["centers"]["description"],
+    }
     flagged = sum("likely_mislabeled" in row["flags"] for row in rows)
     assert flagged == summary["counts"]["likely_mislabeled"]
-    assert all((float(row["nnccs"]) > float(row["ccs"]) and "duplicate_identity" not in row["flags"])
-               == ("likely_mislabeled" in row["flags"]) for row in rows)
+    assert all(
+        (float(row["nnccs"]) > float(row["ccs"]) and "duplicate_identity" not in row["flags"])
+        == ("likely_mislabeled" in row["flags"])
+        for row in rows
+    )
     assert "Rules:" in (out / "report.txt").read_text()
     # The keys are the names `crfiqa score` writes for the same images.
     torch.save(backbone.state_dict(), tmp_path / "backbone.pth")
-    assert main(["score", str(tmp_path / "backbone.pth"), identities, "--output", str(tmp_path / "q.txt"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["score", str(tmp_path / "backbone.pth"), identities, "--output", str(tmp_path / "q.txt"), "--no-progress"]
+        )
+        == 0
+    )
     scored = [line.rsplit(" ", 1)[0] for line in (tmp_path / "q.txt").read_text().splitlines()]
     assert sorted(row["key"] for row in rows) == sorted(scored)
     # Running again replaces the earlier report.
-    assert main(["curate", path, identities, "--output", str(out), "--no-progress", "--low-quality-fraction",
-                 "0.5"]) == 0
+    assert (
+        main(["curate", path, identities, "--output", str(out), "--no-progress", "--low-quality-fraction", "0.5"]) == 0
+    )
     assert json.loads((out / "summary.json").read_text())["counts"]["low_quality"] == 6
     assert sorted(p for p in os.listdir(tmp_path) if p.startswith(".")) == []
 
@@ -170,17 +205,26 @@ def test_command_writes_the_report_with_scores_keys(tmp_path, identities, checkp
 def test_list_and_sharded_checkpoints(tmp_path, identities, checkpoint):
     _, backbone, centers = checkpoint
     images = sorted(str(p) for p in (tmp_path / "data").rglob("*.png"))
-    (tmp_path / "list.txt").write_text("".join(f"{os.path.relpath(p, tmp_path)} {i % CLASSES}\n"
-                                               for i, p in enumerate(images)))
+    (tmp_path / "list.txt").write_text(
+        "".join(f"{os.path.relpath(p, tmp_path)} {i % CLASSES}\n" for i, p in enumerate(images))
+    )
     dataset = open_labelled_data(str(tmp_path / "list.txt"), 16)
     assert dataset.name(0) == os.path.relpath(images[0], tmp_path) and dataset[1][1] == 1
     run = tmp_path / "run"
     run.mkdir()
     for rank, (start, stop) in enumerate([(0, 3), (3, 5)]):
-        torch.save({"model_config": backbone.config, "backbone": backbone.state_dict(), "config": {"cr": "paper"},
-                    "head": {"weight": centers[start:stop],
-                             "_extra_state": {"num_classes": 5, "class_start": start, "num_local": stop - start}}},
-                   run / f"checkpoint-rank{rank}.pt")
+        torch.save(
+            {
+                "model_config": backbone.config,
+                "backbone": backbone.state_dict(),
+                "config": {"cr": "paper"},
+                "head": {
+                    "weight": centers[start:stop],
+                    "_extra_state": {"num_classes": 5, "class_start": start, "num_local": stop - start},
+                },
+            },
+            run / f"checkpoint-rank{rank}.pt",
+        )
     model = load_curate_model(str(run / "checkpoint-rank1.pt"))
     torch.testing.assert_close(model.centers, centers)
     (run / "checkpoint-rank0.pt").unlink()
@@ -239,14 +283,16 @@ def test_record_dataset_keys_are_scores_keys(tmp_path, checkpoint, capsys):
 
     path, backbone, _ = checkpoint
     rng = np.random.default_rng(0)
-    write_record_dataset(tmp_path / "rec", [(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), i % 4)
-                                            for i in range(8)])
+    write_record_dataset(
+        tmp_path / "rec", [(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), i % 4) for i in range(8)]
+    )
     rec = str(tmp_path / "rec" / "train.rec")
     assert main(["curate", path, rec, "--output", str(tmp_path / "report"), "--no-progress"]) == 0
     with open(tmp_path / "report" / "samples.csv", newline="") as file:
         keys = [row["key"] for row in csv.DictReader(file)]
     torch.save(backbone.state_dict(), tmp_path / "backbone.pth")
-    assert main(["score", str(tmp_path / "backbone.pth"), rec, "--output", str(tmp_path / "q.txt"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["score", str(tmp_path / "backbone.pth"), rec, "--output", str(tmp_path / "q.txt"), "--no-progress"]) == 0
+    )
     assert keys == [line.rsplit(" ", 1)[0] for line in (tmp_path / "q.txt").read_text().splitlines()]
     assert keys[0] == "train.rec:1"  # FILE.rec:KEY, as score writes it

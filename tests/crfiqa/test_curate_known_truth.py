@@ -10,20 +10,21 @@ cosine -0.063 / -0.060, rank 23 / 25 by cosine). The thresholds sit under the wo
 for last-bit changes in training. Chance: precision 0.05 (the flipped share); a flag drawn at random
 for 11-12 % of the samples (as many as flagged) would recall 0.11-0.12.
 """
+
 import json
 
 import pytest
+
 from crfiqa.curate import REPORT_FILES
 from crfiqa.curate.known_truth import KnownTruthSettings, demo_settings, measure
-
-from .synthetic import one_thread  # noqa: F401 (a fixture)
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_known_truth_flags_the_flipped_labels_and_the_split_identity(tmp_path):
     lines = []
-    metrics = measure(str(tmp_path), KnownTruthSettings(demo=demo_settings(seed=0, epochs=6)), progress=False,
-                      echo=lines.append)
+    metrics = measure(
+        str(tmp_path), KnownTruthSettings(demo=demo_settings(seed=0, epochs=6)), progress=False, echo=lines.append
+    )
     assert metrics["flipped"] == 251 and metrics["samples"] == 5028
     # Likely mislabeled (NNCCS > CCS) against the flipped set.
     assert metrics["recall"] >= 0.93

@@ -1,4 +1,5 @@
 """RecordIO write → read round trips (byte-exact format), datasets, and skipping of corrupt records."""
+
 import io
 import os
 import struct
@@ -6,6 +7,8 @@ import struct
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from crfiqa.data import (
     CorruptRecordError,
     ImageFolderDataset,
@@ -21,7 +24,6 @@ from crfiqa.data import (
     unpack_image_record,
     write_record_dataset,
 )
-from PIL import Image
 
 MAGIC = struct.pack("<I", 0xCED7230A)
 
@@ -62,8 +64,11 @@ def test_payload_containing_the_magic_is_split_and_rejoined(tmp_path):
     raw = (tmp_path / "b.rec").read_bytes()
     # record 3 is written as parts with cflags 1, 2, 3 (first, middle, last)
     offset = int((tmp_path / "b.idx").read_text().splitlines()[3].split("\t")[1])
-    flags = [struct.unpack_from("<I", raw, offset + 4)[0] >> 29, struct.unpack_from("<I", raw, offset + 16)[0] >> 29,
-             struct.unpack_from("<I", raw, offset + 28)[0] >> 29]
+    flags = [
+        struct.unpack_from("<I", raw, offset + 4)[0] >> 29,
+        struct.unpack_from("<I", raw, offset + 16)[0] >> 29,
+        struct.unpack_from("<I", raw, offset + 28)[0] >> 29,
+    ]
     assert flags == [1, 2, 3]
     reader = RecordReader(tmp_path / "b.rec")
     assert reader.keys() == list(payloads)
@@ -83,7 +88,7 @@ def test_image_header_round_trip():
 def test_record_dataset_round_trip(tmp_path):
     images = _images(7)
     identities = [2, 0, 1, 0, 2, 1, 0]
-    samples = [(_png(image), identity) for image, identity in zip(images, identities)]
+    samples = [(_png(image), identity) for image, identity in zip(images, identities, strict=True)]
     assert write_record_dataset(tmp_path, samples) == 7
     dataset = RecordDataset(tmp_path, image_size=16)
     assert len(dataset) == 7 and dataset.num_identities == 3
@@ -123,7 +128,7 @@ def test_corrupt_records_are_skipped_counted_and_reported(tmp_path):
     raw = bytearray((tmp_path / "train.rec").read_bytes())
     raw[int(index["2"])] ^= 0xFF  # record 2: bad magic
     jpeg_start = int(index["4"]) + 8 + 24
-    raw[jpeg_start:jpeg_start + 40] = b"\0" * 40  # record 4: the image bytes no longer decode
+    raw[jpeg_start : jpeg_start + 40] = b"\0" * 40  # record 4: the image bytes no longer decode
     (tmp_path / "train.rec").write_bytes(bytes(raw))
 
     dataset = RecordDataset(tmp_path, image_size=16)
@@ -178,7 +183,7 @@ def test_random_flip_is_reproducible_from_its_generator():
     first = random_horizontal_flip(images, torch.Generator().manual_seed(5))
     second = random_horizontal_flip(images, torch.Generator().manual_seed(5))
     assert torch.equal(first, second)
-    flipped = [(not torch.equal(a, b)) for a, b in zip(first, images)]
+    flipped = [(not torch.equal(a, b)) for a, b in zip(first, images, strict=True)]
     assert any(flipped) and not all(flipped)
-    for out, original, was_flipped in zip(first, images, flipped):
+    for out, original, was_flipped in zip(first, images, flipped, strict=True):
         assert torch.equal(out, original.flip(-1) if was_flipped else original)

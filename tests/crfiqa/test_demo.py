@@ -1,12 +1,12 @@
 """The demo: seeded degraded digits, and a shortened run whose effect is real (not chance)."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
-from crfiqa.demo import KINDS, DemoSettings, degrade, make_digits, run_demo
 
-from .synthetic import one_thread  # noqa: F401 (a fixture)
+from crfiqa.demo import KINDS, DemoSettings, degrade, make_digits, run_demo
 
 
 def test_degradations_are_seeded_and_monotone_in_strength():

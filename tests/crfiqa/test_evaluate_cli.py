@@ -1,10 +1,12 @@
 """``crfiqa evaluate`` / ``python -m crfiqa.evaluate`` end to end on a tiny synthetic set."""
+
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
 from crfiqa.commands import evaluate as cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -35,11 +37,21 @@ def inputs(tmp_path):
 def test_end_to_end_through_python_m(inputs):
     out = inputs / "out"
     command = [
-        sys.executable, "-m", "crfiqa.evaluate",
-        "--embeddings", str(inputs / "embeddings.npy"),
-        "--pairs", str(inputs / "pair_list.txt"),
-        "--quality", str(inputs / "good_set.txt"), f"rnd={inputs / 'random_set.txt'}",
-        "--output-dir", str(out), "--erc-fmr", "1e-2", "1e-3",
+        sys.executable,
+        "-m",
+        "crfiqa.evaluate",
+        "--embeddings",
+        str(inputs / "embeddings.npy"),
+        "--pairs",
+        str(inputs / "pair_list.txt"),
+        "--quality",
+        str(inputs / "good_set.txt"),
+        f"rnd={inputs / 'random_set.txt'}",
+        "--output-dir",
+        str(out),
+        "--erc-fmr",
+        "1e-2",
+        "1e-3",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -68,12 +80,26 @@ def test_npz_pairs_npy_quality_names_and_lower_is_better(inputs, capsys):
     pairs = np.loadtxt(inputs / "pair_list.txt", dtype=np.int64)
     np.savez(inputs / "pairs.npz", pairs=pairs[:, :2], mated=pairs[:, 2].astype(bool))
     (inputs / "names.txt").write_text("".join(f"faces/person/{i:05d}.png\n" for i in range(60)))
-    code, out, err = _run([
-        "--embeddings", str(inputs / "embeddings.npy"), "--pairs", str(inputs / "pairs.npz"),
-        "--names", str(inputs / "names.txt"),
-        "--quality", f"good={inputs / 'good_set.txt'}", f"flipped={inputs / 'bad_is_high.npy'}",
-        "--lower-is-better", "flipped", "--edc-starting-fnmr", "0.2", "--output-dir", str(inputs / "o2"),
-    ], capsys)
+    code, out, err = _run(
+        [
+            "--embeddings",
+            str(inputs / "embeddings.npy"),
+            "--pairs",
+            str(inputs / "pairs.npz"),
+            "--names",
+            str(inputs / "names.txt"),
+            "--quality",
+            f"good={inputs / 'good_set.txt'}",
+            f"flipped={inputs / 'bad_is_high.npy'}",
+            "--lower-is-better",
+            "flipped",
+            "--edc-starting-fnmr",
+            "0.2",
+            "--output-dir",
+            str(inputs / "o2"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     results = json.loads((inputs / "o2" / "evaluation.json").read_text())
     good, flipped = results["edc"]["methods"]["good"], results["edc"]["methods"]["flipped"]
@@ -93,10 +119,21 @@ def test_missing_files_are_named(inputs, capsys, missing):
     paths[missing] = inputs / f"no_{missing}.txt"
     if missing != "names":
         (inputs / "names.txt").write_text("".join(f"{i:05d}\n" for i in range(60)))
-    code, _, err = _run([
-        "--embeddings", str(paths["embeddings"]), "--pairs", str(paths["pairs"]), "--names", str(paths["names"]),
-        "--quality", str(paths["quality"]), "--output-dir", str(inputs / "o3"),
-    ], capsys)
+    code, _, err = _run(
+        [
+            "--embeddings",
+            str(paths["embeddings"]),
+            "--pairs",
+            str(paths["pairs"]),
+            "--names",
+            str(paths["names"]),
+            "--quality",
+            str(paths["quality"]),
+            "--output-dir",
+            str(inputs / "o3"),
+        ],
+        capsys,
+    )
     assert code == 2
     assert "not found" in err and f"no_{missing}.txt" in err
     assert not (inputs / "o3").exists()
@@ -112,16 +149,31 @@ def test_missing_files_are_named(inputs, capsys, missing):
 )
 def test_malformed_inputs_are_one_line_errors(inputs, capsys, change, message):
     change(inputs)
-    code, _, err = _run([
-        "--embeddings", str(inputs / "embeddings.npy"), "--pairs", str(inputs / "pair_list.txt"),
-        "--quality", str(inputs / "good_set.txt"), "--output-dir", str(inputs / "o4"),
-    ], capsys)
+    code, _, err = _run(
+        [
+            "--embeddings",
+            str(inputs / "embeddings.npy"),
+            "--pairs",
+            str(inputs / "pair_list.txt"),
+            "--quality",
+            str(inputs / "good_set.txt"),
+            "--output-dir",
+            str(inputs / "o4"),
+        ],
+        capsys,
+    )
     assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_duplicate_method_names_and_unknown_lower_is_better(inputs, capsys):
-    base = ["--embeddings", str(inputs / "embeddings.npy"), "--pairs", str(inputs / "pair_list.txt"),
-            "--output-dir", str(inputs / "o5")]
+    base = [
+        "--embeddings",
+        str(inputs / "embeddings.npy"),
+        "--pairs",
+        str(inputs / "pair_list.txt"),
+        "--output-dir",
+        str(inputs / "o5"),
+    ]
     code, _, err = _run(base + ["--quality", f"a={inputs / 'good_set.txt'}", f"a={inputs / 'random_set.txt'}"], capsys)
     assert code == 2 and "two quality files for method 'a'" in err
     code, _, err = _run(base + ["--quality", str(inputs / "good_set.txt"), "--lower-is-better", "nope"], capsys)

@@ -1,8 +1,12 @@
 """EDC (ISO/IEC 29794-1:2024 protocol): hand-computed cases, a brute-force oracle and properties."""
+
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from crfiqa.evaluate import (
     EdcCurve,
     edc_curve,
@@ -12,8 +16,6 @@ from crfiqa.evaluate import (
     threshold_at_fmr,
     threshold_at_fnmr,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # Six mated comparisons (threshold 0.5: errors at 0, 2, 5) and two non-mated ones the FNMR ignores.
 SIMILARITY = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.3, 0.95, 0.05])

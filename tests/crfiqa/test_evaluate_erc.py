@@ -1,9 +1,11 @@
 """ERC (CR-FIQA protocol): a hand-computed step, a brute-force oracle, undefined steps, the AUC."""
+
 import numpy as np
 import pytest
-from crfiqa.evaluate import ERC_DISCARD_FRACTIONS, erc_auc, erc_curve
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from crfiqa.evaluate import ERC_DISCARD_FRACTIONS, erc_auc, erc_curve
 
 
 def test_discard_fractions_are_0_to_095():
@@ -36,7 +38,7 @@ def _brute_force_erc(similarity, mated, quality, target):
     order = np.argsort(quality, kind="stable")
     fnmr = []
     for fraction in np.arange(20) * 0.05:
-        kept = order[int(fraction * len(order)):]
+        kept = order[int(fraction * len(order)) :]
         scores, is_mated = similarity[kept], mated[kept]
         if is_mated.all() or not is_mated.any():
             fnmr.append(np.nan)

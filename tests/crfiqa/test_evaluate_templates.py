@@ -1,6 +1,8 @@
 """Quality-weighted IJB-C-style templates and TAR at FAR."""
+
 import numpy as np
 import pytest
+
 from crfiqa.evaluate import (
     quality_weights,
     tar_at_far,

@@ -1,4 +1,5 @@
 """Verification sets: the restricted unpickler, .bin round trip, lazy decoding, flip embeddings, 10-fold accuracy."""
+
 import io
 import os
 import pickle
@@ -6,6 +7,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from crfiqa.data import UnreadableImageError
 from crfiqa.evaluate import (
     UnsafePickleError,
@@ -13,7 +16,6 @@ from crfiqa.evaluate import (
     read_verification_bin,
     verification_accuracy,
 )
-from PIL import Image
 
 
 def _jpeg(seed: int, size: int = 112) -> bytes:

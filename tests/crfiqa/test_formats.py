@@ -1,6 +1,8 @@
 """The authors' pair_list.txt and 'path score' formats."""
+
 import numpy as np
 import pytest
+
 from crfiqa.evaluate import (
     PairList,
     read_pair_list,
@@ -42,7 +44,9 @@ def test_quality_scores_keyed_by_name_as_written(tmp_path):
         "quality_data/lfw/images/00001.jpg -1.5e-3\n"
     )
     assert read_quality_scores(tmp_path / "CRFIQAL_lfw.txt") == {
-        "quality_data/lfw/images/00000.jpg": 0.36241477727890015, "quality_data/lfw/images/00001.jpg": -1.5e-3}
+        "quality_data/lfw/images/00000.jpg": 0.36241477727890015,
+        "quality_data/lfw/images/00001.jpg": -1.5e-3,
+    }
     assert sample_key("quality_data/lfw/images/00001.jpg") == "00001" == sample_key("00001")
 
 
@@ -66,7 +70,7 @@ def test_quality_round_trip_keeps_every_digit(tmp_path):
     paths = [f"images/{i:05d}.jpg" for i in range(5)]
     write_quality_scores(tmp_path / "q.txt", paths, scores)
     read = read_quality_scores(tmp_path / "q.txt")
-    assert read == {path: float(s) for path, s in zip(paths, scores)}
+    assert read == {path: float(s) for path, s in zip(paths, scores, strict=True)}
     assert [p.name for p in tmp_path.iterdir()] == ["q.txt"]  # no temporary file left behind
     with pytest.raises(ValueError, match="one to one"):
         write_quality_scores(tmp_path / "q.txt", paths[:2], scores)

@@ -7,10 +7,12 @@ the same seed that code and ours initialize bitwise-equal weights and give bitwi
 (eval and train mode, checked once side by side); the golden outputs below were then computed once
 from our implementation by the procedure of :func:`_golden_forward`.
 """
+
 import hashlib
 
 import pytest
 import torch
+
 from crfiqa.models import (
     IResNet,
     build_iresnet,
@@ -64,7 +66,7 @@ def authors_key_shapes(depths, num_features=512):
     """The authors' state-dict keys and shapes, written out from their architecture description."""
     shapes = {"conv1.weight": (64, 3, 3, 3), **_bn("bn1", 64), "prelu.weight": (64,)}
     in_channels = 64
-    for stage, (depth, width) in enumerate(zip(depths, (64, 128, 256, 512)), start=1):
+    for stage, (depth, width) in enumerate(zip(depths, (64, 128, 256, 512), strict=True), start=1):
         for block in range(depth):
             prefix = f"layer{stage}.{block}"
             block_in = in_channels if block == 0 else width
@@ -183,7 +185,7 @@ def test_load_backbone_accepts_bare_ddp_and_checkpoint_state_dicts(tmp_path):
         loaded = load_backbone(tmp_path / name)
         assert not loaded.training
         with torch.no_grad():
-            for got, want in zip(loaded(images), expected):
+            for got, want in zip(loaded(images), expected, strict=True):
                 assert torch.equal(got, want)
 
 

@@ -1,4 +1,5 @@
 """ONNX export: onnxruntime's outputs match PyTorch's to 1e-4, for any batch size."""
+
 import numpy as np
 import pytest
 import torch

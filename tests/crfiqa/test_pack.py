@@ -1,18 +1,22 @@
 """``crfiqa pack``: identity folders or a 'path label' list → a .rec/.idx that trains and scores."""
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from crfiqa.cli import main
 from crfiqa.data import RecordDataset, load_image, to_input_tensor
 from crfiqa.data.pack import pack_images
-from PIL import Image
 
 from .synthetic import write_images
 
 
 def test_pack_identity_folders_then_read_every_image_and_label(tmp_path, capsys):
-    paths = {identity: write_images(tmp_path / "faces" / name, count, seed=identity)
-             for identity, (name, count) in enumerate([("alice", 2), ("bob", 3)])}
+    paths = {
+        identity: write_images(tmp_path / "faces" / name, count, seed=identity)
+        for identity, (name, count) in enumerate([("alice", 2), ("bob", 3)])
+    }
     assert main(["pack", str(tmp_path / "faces"), str(tmp_path / "out" / "data.rec")]) == 0
     captured = capsys.readouterr()
     assert "packed 5 image(s) of 2 identities" in captured.out
@@ -35,8 +39,7 @@ def test_pack_a_labelled_list_and_overwrite(tmp_path):
     (tmp_path / "data.rec").write_text("old")
     assert main(["pack", str(tmp_path / "list.txt"), str(tmp_path / "data.rec"), "--no-progress"]) == 2
     assert (tmp_path / "data.rec").read_text() == "old"
-    assert main(["pack", str(tmp_path / "list.txt"), str(tmp_path / "data.rec"), "--overwrite",
-                 "--no-progress"]) == 0
+    assert main(["pack", str(tmp_path / "list.txt"), str(tmp_path / "data.rec"), "--overwrite", "--no-progress"]) == 0
     records = RecordDataset(tmp_path / "data.rec", 16)
     assert [records[i][1] for i in range(3)] == [0, 1, 1]
     # BMP is stored as JPEG (quality 95): the same image up to compression noise.

@@ -1,9 +1,11 @@
 """Every ``crfiqa`` command the README shows is a valid command line (parsed here); the cheap ones
 run in the other tests (score → evaluate, export-onnx, pack, train, the demo)."""
+
 import shlex
 from pathlib import Path
 
 import pytest
+
 from crfiqa.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -20,7 +22,7 @@ def _commands() -> list[str]:
             words = shlex.split(part)
             for start, word in enumerate(words):
                 if word == "crfiqa" and (start == 0 or words[start - 1] == "-m"):
-                    commands.append(" ".join(words[start + 1:]))
+                    commands.append(" ".join(words[start + 1 :]))
     return commands
 
 

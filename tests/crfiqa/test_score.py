@@ -1,11 +1,13 @@
 """Scoring: folders, file lists and .rec files → 'path score' lines equal to the model's outputs."""
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from crfiqa.data import load_image, to_input_tensor, write_record_dataset
 from crfiqa.formats import write_quality_scores
 from crfiqa.score import load_quality_model, open_images, score_images
-from PIL import Image
 
 from .synthetic import calibrated_backbone, write_images
 
@@ -28,8 +30,9 @@ def test_folder_scores_equal_the_model_outputs(tmp_path, backbone_file):
     path, model = backbone_file
     paths = write_images(tmp_path / "faces" / "a", 3) + write_images(tmp_path / "faces" / "b", 2, seed=1)
     scorer = load_quality_model(path, "cpu")
-    result = score_images(scorer, open_images(tmp_path / "faces", scorer.input_size), batch_size=2,
-                          keep_embeddings=True, progress=False)
+    result = score_images(
+        scorer, open_images(tmp_path / "faces", scorer.input_size), batch_size=2, keep_embeddings=True, progress=False
+    )
     assert result.names == ["a/img_00.png", "a/img_01.png", "a/img_02.png", "b/img_00.png", "b/img_01.png"]
     assert result.skipped.count == 0
     embedding, quality = _direct(model, sorted(paths))
@@ -82,8 +85,9 @@ def test_our_checkpoint_and_a_bare_state_dict_score_alike(tmp_path, backbone_fil
 def test_bgr_order_swaps_the_channels(tmp_path, backbone_file):
     path, model = backbone_file
     paths = write_images(tmp_path / "faces", 2)
-    result = score_images(load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), bgr=True,
-                          progress=False)
+    result = score_images(
+        load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), bgr=True, progress=False
+    )
     images = torch.stack([to_input_tensor(load_image(p), 16) for p in paths]).flip(1)
     with torch.no_grad():
         np.testing.assert_allclose(result.scores, model(images)[1].numpy(), rtol=1e-5, atol=1e-6)
@@ -113,9 +117,12 @@ def test_resized_and_converted_images_are_reported_once(tmp_path, backbone_file)
     write_images(tmp_path / "faces", 2)  # 16×16 RGB: the model's input
     rng = np.random.default_rng(0)
     for index in range(3):
-        Image.fromarray(rng.integers(0, 256, (90, 60, 4), dtype=np.uint8), "RGBA").save(tmp_path / "faces" / f"z{index}.png")
-    result = score_images(load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), batch_size=2,
-                          progress=False)
+        Image.fromarray(rng.integers(0, 256, (90, 60, 4), dtype=np.uint8), "RGBA").save(
+            tmp_path / "faces" / f"z{index}.png"
+        )
+    result = score_images(
+        load_quality_model(path, "cpu"), open_images(tmp_path / "faces", 16), batch_size=2, progress=False
+    )
     assert result.warnings() == [
         "3 of 5 image(s) resized to the model's input (3 from 60×90; e.g. z0.png)",
         "3 of 5 image(s) converted to the model's input (3 from RGBA; e.g. z0.png)",

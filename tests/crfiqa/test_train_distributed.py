@@ -1,7 +1,9 @@
 """Training under torch.distributed: 2 gloo processes, DDP backbone, the sharded head, fp16 autocast
 with the loss scaler whose overflow check is shared by the ranks, and negative class sampling."""
+
 import torch
 import torch.multiprocessing as mp
+
 from crfiqa.models import build_iresnet
 from crfiqa.train import load_checkpoint
 

@@ -1,6 +1,7 @@
 """Nothing a user trained is lost: an occupied --output is refused or moved aside, Ctrl-C and
 SIGTERM stop at a step boundary with a checkpoint, resume says where it starts, presets
 checkpoint by the clock too, and stale partial files go."""
+
 import os
 import signal
 import subprocess
@@ -9,11 +10,12 @@ import time
 
 import pytest
 import torch
+
 from crfiqa.cli import INPUT_ERROR, build_parser, main
 from crfiqa.commands.train import OVERRIDES, _margin
 from crfiqa.train import Trainer, TrainingInterrupted, load_checkpoint, preset, train
 
-from .synthetic import PrototypeDataset, one_thread, write_images  # noqa: F401 (a fixture)
+from .synthetic import PrototypeDataset, write_images
 from .test_train import _state_equal
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -63,8 +65,7 @@ def test_an_output_holding_a_run_is_refused_or_moved_aside(tmp_path):
         train(_tiny(epochs=1), PrototypeDataset(), tmp_path, progress=False, max_steps=2)
     assert _state_equal(load_checkpoint(first.checkpoint), before)  # untouched
     said = []
-    train(_tiny(epochs=1), PrototypeDataset(), tmp_path, overwrite=True, max_steps=2, progress=False,
-          echo=said.append)
+    train(_tiny(epochs=1), PrototypeDataset(), tmp_path, overwrite=True, max_steps=2, progress=False, echo=said.append)
     assert said == [f"moved the previous run into {tmp_path / 'previous-1'}"]
     assert _state_equal(load_checkpoint(tmp_path / "previous-1" / "checkpoint.pt"), before)
     assert (tmp_path / "previous-1" / "backbone.pth").is_file() and (tmp_path / "previous-1" / "train.log").is_file()
@@ -89,20 +90,72 @@ def test_cli_default_preset_takes_the_datasets_identity_count(tmp_path, capsys):
     for identity in range(3):
         write_images(tmp_path / "data" / f"id{identity}", 2, size=16, seed=identity)
     # crfiqa-s says 10,572 identities (CASIA-WebFace); these data have 3, and that is what is trained.
-    assert main(["train", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--network", "iresnet18",
-                 "--batch-size", "4", "--max-steps", "1", "--workers", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "data"),
+                "--output",
+                str(tmp_path / "run"),
+                "--network",
+                "iresnet18",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "1",
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["num_classes"] == 3
-    assert main(["train", str(tmp_path / "data"), "--output", str(tmp_path / "run2"), "--network", "iresnet18",
-                 "--batch-size", "4", "--max-steps", "1", "--num-classes", "7", "--workers", "0",
-                 "--no-progress"]) == INPUT_ERROR
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "data"),
+                "--output",
+                str(tmp_path / "run2"),
+                "--network",
+                "iresnet18",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "1",
+                "--num-classes",
+                "7",
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == INPUT_ERROR
+    )
     assert "num_classes is 7 but the dataset has 3 identities" in capsys.readouterr().err
 
 
 def test_margin_options_reach_the_head(tmp_path):
-    for argv, margin in ((["--cosface", "0.35"], (30.0, 1.0, 0.0, 0.35)),
-                         (["--combined-margin", "1.0", "0.3", "0.2"], (30.0, 1.0, 0.3, 0.2))):
-        args = build_parser().parse_args(["train", "data", "--output", "o", "--preset", "tiny", "--margin-scale",
-                                          "30", "--margin-grad", "straight_through", *argv])
+    for argv, margin in (
+        (["--cosface", "0.35"], (30.0, 1.0, 0.0, 0.35)),
+        (["--combined-margin", "1.0", "0.3", "0.2"], (30.0, 1.0, 0.3, 0.2)),
+    ):
+        args = build_parser().parse_args(
+            [
+                "train",
+                "data",
+                "--output",
+                "o",
+                "--preset",
+                "tiny",
+                "--margin-scale",
+                "30",
+                "--margin-grad",
+                "straight_through",
+                *argv,
+            ]
+        )
         overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
         trainer = Trainer(preset("tiny", **overrides, **_margin(args)), PrototypeDataset(count=64), tmp_path)
         head = trainer.head
@@ -115,11 +168,29 @@ def test_ctrl_c_on_the_command_line_is_one_line_and_exit_130(tmp_path):
     for identity in range(2):
         write_images(tmp_path / "data" / f"id{identity}", 8, size=32, seed=identity)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "crfiqa", "train", str(tmp_path / "data"), "--output", str(tmp_path / "run"),
-               "--preset", "tiny", "--batch-size", "4", "--epochs", "10000", "--log-every", "1", "--workers", "1",
-               "--no-progress"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "crfiqa",
+        "train",
+        str(tmp_path / "data"),
+        "--output",
+        str(tmp_path / "run"),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "10000",
+        "--log-every",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     log = tmp_path / "run" / "train.log"
     deadline = time.monotonic() + 120
     while not (log.exists() and " step 2 " in log.read_text()) and time.monotonic() < deadline:

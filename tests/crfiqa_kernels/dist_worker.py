@@ -1,6 +1,7 @@
 """The processes spawned by test_distributed.py: each joins a gloo group on the CPU, runs the named
 scenarios with ShardedMarginCCSHead and saves what it saw to ``world{W}-rank{r}.pt`` for the parent
 process, which compares it with the single-device op on the concatenated problem."""
+
 from __future__ import annotations
 
 import gc
@@ -221,7 +222,10 @@ def run(rank: int, world: int, workdir: str, scenarios: tuple[str, ...]) -> None
     torch.set_num_threads(1)
     workdir = Path(workdir)
     dist.init_process_group(
-        "gloo", init_method=f"file://{workdir / f'init-{world}'}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"file://{workdir / f'init-{world}'}",
+        rank=rank,
+        world_size=world,
         timeout=timedelta(seconds=60),
     )
     try:

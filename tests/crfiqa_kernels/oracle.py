@@ -4,6 +4,7 @@ For each output, the rule is ``max|impl − oracle| ≤ max|same-dtype reference
 where the oracle is the reference backend on float64 copies of the very same (already rounded)
 inputs, and ``scale = max(1, max|oracle|)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

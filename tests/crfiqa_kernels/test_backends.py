@@ -1,4 +1,5 @@
 """Every kernel backend against the float64 oracle: loss, CCS, NNCCS, nn_index, dE and dW."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """The one rule for cutting class tiles into splits (crfiqa_kernels.backends.class_splits)."""
+
 import pytest
 
 from crfiqa_kernels.backends import class_splits
@@ -21,8 +22,15 @@ def test_class_ranges_follow_the_tiles():
     assert class_splits.tile_count(130, 16) == 9
 
 
-@pytest.mark.parametrize("call", [lambda: class_splits.plan(0, 1), lambda: class_splits.plan(5, 0),
-                                  lambda: class_splits.tile_count(0, 16), lambda: class_splits.plan(3, 1).tile_range(1)])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: class_splits.plan(0, 1),
+        lambda: class_splits.plan(5, 0),
+        lambda: class_splits.tile_count(0, 16),
+        lambda: class_splits.plan(3, 1).tile_range(1),
+    ],
+)
 def test_bad_arguments_raise(call):
     with pytest.raises(ValueError):
         call()

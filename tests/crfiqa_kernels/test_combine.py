@@ -1,4 +1,5 @@
 """The combine step: partials of uneven shards of W combine into the statistics of the whole."""
+
 import torch
 
 from crfiqa_kernels import Margin

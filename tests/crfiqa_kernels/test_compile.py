@@ -1,5 +1,6 @@
 """torch.compile(fullgraph=True) traces a training step through the custom ops; autocast picks the
 compute dtype."""
+
 import pytest
 import torch
 

@@ -7,6 +7,7 @@ limits at any size; the backend reports itself unavailable off CUDA devices and 
 registry, that float64 is served by ``chunked``. The kernels' numerics are in test_cuda_numerics.py
 (gpu-marked), their register use in test_cuda_resources.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,24 +82,49 @@ def _fake_args(**overrides):
     from crfiqa_kernels import _C
 
     def matrix(ptr, dtype, rows, cols, row_stride=None, col_stride=1):
-        return _C.Matrix(ptr=ptr, dtype=dtype, rows=rows, cols=cols,
-                         row_stride=cols if row_stride is None else row_stride, col_stride=col_stride)
+        return _C.Matrix(
+            ptr=ptr,
+            dtype=dtype,
+            rows=rows,
+            cols=cols,
+            row_stride=cols if row_stride is None else row_stride,
+            col_stride=col_stride,
+        )
 
     def vector(ptr, dtype, length):
         return _C.Vector(ptr=ptr, dtype=dtype, length=length)
 
     f32, i64 = _C.DTYPE_FLOAT32, _C.DTYPE_INT64
     common = {
-        "device": 0, "stream": 0, "policy": _C.POLICY_3XTF32,
-        "e": matrix(1 << 20, f32, 3, 5), "weight": matrix(2 << 20, f32, 7, 5),
-        "w_inv_norm": vector(3 << 20, f32, 7), "labels": vector(4 << 20, i64, 3), "margin": (64.0, 1.0, 0.5, 0.0),
+        "device": 0,
+        "stream": 0,
+        "policy": _C.POLICY_3XTF32,
+        "e": matrix(1 << 20, f32, 3, 5),
+        "weight": matrix(2 << 20, f32, 7, 5),
+        "w_inv_norm": vector(3 << 20, f32, 7),
+        "labels": vector(4 << 20, i64, 3),
+        "margin": (64.0, 1.0, 0.5, 0.0),
     }
-    forward = dict(common, splits=1, row_max=vector(5 << 20, f32, 3), row_sumexp=vector(6 << 20, f32, 3),
-                   target_cos=vector(7 << 20, f32, 3), nn_cos=vector(8 << 20, f32, 3),
-                   nn_index=vector(9 << 20, i64, 3))
-    backward = dict(common, lse=vector(5 << 20, f32, 3), row_grad=vector(6 << 20, f32, 3), exact_margin_grad=True,
-                    blocks=1, deterministic=True, scratch=vector(0, f32, 0), d_e=matrix(8 << 20, f32, 3, 5),
-                    d_weight=matrix(7 << 20, f32, 7, 5))
+    forward = dict(
+        common,
+        splits=1,
+        row_max=vector(5 << 20, f32, 3),
+        row_sumexp=vector(6 << 20, f32, 3),
+        target_cos=vector(7 << 20, f32, 3),
+        nn_cos=vector(8 << 20, f32, 3),
+        nn_index=vector(9 << 20, i64, 3),
+    )
+    backward = dict(
+        common,
+        lse=vector(5 << 20, f32, 3),
+        row_grad=vector(6 << 20, f32, 3),
+        exact_margin_grad=True,
+        blocks=1,
+        deterministic=True,
+        scratch=vector(0, f32, 0),
+        d_e=matrix(8 << 20, f32, 3, 5),
+        d_weight=matrix(7 << 20, f32, 7, 5),
+    )
     args = {"forward_partials": forward, "backward": backward}
     for launcher, changes in overrides.items():
         args[launcher].update(changes(matrix, vector) if callable(changes) else changes)
@@ -128,7 +154,9 @@ def test_launch_without_gpu_raises_instead_of_crashing():
         print(json.dumps(report))
     """)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=root, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=root, timeout=120
+    )
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
     report = json.loads(result.stdout)
     assert report.pop("available") is False
@@ -141,19 +169,29 @@ def test_launch_without_gpu_raises_instead_of_crashing():
 BAD_ARGUMENTS = {
     "policy": ({"forward_partials": {"policy": 9}}, "policy: unknown code 9"),
     "dtype code": ({"backward": lambda m, v: {"e": m(1 << 20, 7, 3, 5)}}, "e: unknown dtype code 7"),
-    "dtype vs policy": ({"forward_partials": lambda m, v: {"e": m(1 << 20, 1, 3, 5)}},
-                        "e: dtype float16 does not match the policy's float32"),
+    "dtype vs policy": (
+        {"forward_partials": lambda m, v: {"e": m(1 << 20, 1, 3, 5)}},
+        "e: dtype float16 does not match the policy's float32",
+    ),
     "negative rows": ({"forward_partials": lambda m, v: {"e": m(1 << 20, 0, -3, 5)}}, "e: rows must be ≥ 1, got -3"),
     "zero columns": ({"backward": lambda m, v: {"weight": m(1 << 20, 0, 7, 0)}}, "weight: cols must be ≥ 1"),
     "null pointer": ({"forward_partials": lambda m, v: {"weight": m(0, 0, 7, 5)}}, "weight: null pointer"),
-    "misaligned": ({"forward_partials": lambda m, v: {"w_inv_norm": v((3 << 20) + 2, 0, 7)}},
-                   "w_inv_norm: pointer 3145730 is not aligned"),
-    "column stride": ({"backward": lambda m, v: {"weight": m(2 << 20, 0, 7, 5, 10, 2)}},
-                      "weight: column stride must be 1, got 2"),
-    "row stride": ({"forward_partials": lambda m, v: {"e": m(1 << 20, 0, 3, 5, 4)}},
-                   "e: row stride 4 is smaller than its 5 columns"),
-    "embedding size": ({"forward_partials": lambda m, v: {"weight": m(2 << 20, 0, 7, 6)}},
-                       "weight: 6 columns but e has 5"),
+    "misaligned": (
+        {"forward_partials": lambda m, v: {"w_inv_norm": v((3 << 20) + 2, 0, 7)}},
+        "w_inv_norm: pointer 3145730 is not aligned",
+    ),
+    "column stride": (
+        {"backward": lambda m, v: {"weight": m(2 << 20, 0, 7, 5, 10, 2)}},
+        "weight: column stride must be 1, got 2",
+    ),
+    "row stride": (
+        {"forward_partials": lambda m, v: {"e": m(1 << 20, 0, 3, 5, 4)}},
+        "e: row stride 4 is smaller than its 5 columns",
+    ),
+    "embedding size": (
+        {"forward_partials": lambda m, v: {"weight": m(2 << 20, 0, 7, 6)}},
+        "weight: 6 columns but e has 5",
+    ),
     "labels dtype": ({"backward": lambda m, v: {"labels": v(4 << 20, 0, 3)}}, "labels: must be int64"),
     "labels length": ({"forward_partials": lambda m, v: {"labels": v(4 << 20, 3, 4)}}, "labels: length must be 3"),
     "output length": ({"forward_partials": lambda m, v: {"nn_cos": v(8 << 20, 0, 2)}}, "nn_cos: length must be 3"),
@@ -165,8 +203,10 @@ BAD_ARGUMENTS = {
     "stream": ({"forward_partials": {"stream": -5}}, "stream: must be a CUDA stream handle"),
     "margin": ({"backward": {"margin": (64.0, 1.0, math.nan, 0.0)}}, "margin: (s, m1, m2, m3) must be finite"),
     "scale": ({"forward_partials": {"margin": (0.0, 1.0, 0.5, 0.0)}}, "margin: s must be positive"),
-    "d_weight": ({"backward": lambda m, v: {"d_weight": m(7 << 20, 1, 7, 5)}},
-                 "d_weight: must have weight's dtype and shape"),
+    "d_weight": (
+        {"backward": lambda m, v: {"d_weight": m(7 << 20, 1, 7, 5)}},
+        "d_weight: must have weight's dtype and shape",
+    ),
     "d_e": ({"backward": lambda m, v: {"d_e": m(8 << 20, 3, 3, 5)}}, "d_e: must be float32, float16 or bfloat16"),
 }
 
@@ -189,17 +229,24 @@ def test_backward_buffers_follow_the_path():
     """The deterministic path wants blocks · B rows of dê, the atomic path B; a scratch is either
     empty (ptr 0) or 16-byte aligned elements of the compute dtype."""
     cases = [
-        ({"deterministic": False, "blocks": 2, "d_e": lambda m, v: m(8 << 20, 0, 2 * 3, 5)},
-         r"d_e: must be float32 of shape \(3, 5\)"),
-        ({"deterministic": True, "blocks": 2, "d_e": lambda m, v: m(8 << 20, 0, 3, 5)},
-         r"d_e: must be float32 of shape \(6, 5\)"),
+        (
+            {"deterministic": False, "blocks": 2, "d_e": lambda m, v: m(8 << 20, 0, 2 * 3, 5)},
+            r"d_e: must be float32 of shape \(3, 5\)",
+        ),
+        (
+            {"deterministic": True, "blocks": 2, "d_e": lambda m, v: m(8 << 20, 0, 3, 5)},
+            r"d_e: must be float32 of shape \(6, 5\)",
+        ),
         ({"scratch": lambda m, v: v(1 << 24, 0, 0)}, "scratch: an empty scratch must have ptr 0"),
         ({"scratch": lambda m, v: v(1 << 24, 1, 64)}, "scratch: must be float32"),
         ({"scratch": lambda m, v: v((1 << 24) + 4, 0, 64)}, "scratch: must be 16-byte aligned"),
     ]
     for changes, message in cases:
-        kwargs = _fake_args(backward=lambda m, v, changes=changes: {
-            key: value(m, v) if callable(value) else value for key, value in changes.items()})["backward"]
+        kwargs = _fake_args(
+            backward=lambda m, v, changes=changes: {
+                key: value(m, v) if callable(value) else value for key, value in changes.items()
+            }
+        )["backward"]
         with pytest.raises(ValueError, match=message):
             cuda._C.backward(**kwargs)
 
@@ -208,10 +255,18 @@ def test_backward_buffers_follow_the_path():
 def test_empty_last_split_is_rejected():
     # 5 class tiles in 4 splits: ⌈5/4⌉ = 2 tiles each leaves the fourth split empty.
     classes = 5 * cuda._C.FORWARD_BLOCK_CLASSES
-    kwargs = _fake_args(forward_partials=lambda m, v: {
-        "weight": m(2 << 20, 0, classes, 5), "w_inv_norm": v(3 << 20, 0, classes), "splits": 4,
-        "row_max": v(5 << 20, 0, 12), "row_sumexp": v(6 << 20, 0, 12), "target_cos": v(7 << 20, 0, 12),
-        "nn_cos": v(8 << 20, 0, 12), "nn_index": v(9 << 20, 3, 12)})["forward_partials"]
+    kwargs = _fake_args(
+        forward_partials=lambda m, v: {
+            "weight": m(2 << 20, 0, classes, 5),
+            "w_inv_norm": v(3 << 20, 0, classes),
+            "splits": 4,
+            "row_max": v(5 << 20, 0, 12),
+            "row_sumexp": v(6 << 20, 0, 12),
+            "target_cos": v(7 << 20, 0, 12),
+            "nn_cos": v(8 << 20, 0, 12),
+            "nn_index": v(9 << 20, 3, 12),
+        }
+    )["forward_partials"]
     with pytest.raises(ValueError, match="would leave the last one empty; use 3"):
         cuda._C.forward_partials(**kwargs)
     with pytest.raises(ValueError, match="would leave the last one empty; use 3"):
@@ -270,9 +325,16 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
                 for classes in CLASS_COUNTS:
                     for dim in (1, 512):
                         for blocks in (0, 1, 7, 10**9):
-                            plan = cuda.backward_plan(dtype, batch, classes, dim, multiprocessors=multiprocessors,
-                                                      max_shared_bytes=shared, deterministic=deterministic,
-                                                      blocks=blocks)
+                            plan = cuda.backward_plan(
+                                dtype,
+                                batch,
+                                classes,
+                                dim,
+                                multiprocessors=multiprocessors,
+                                max_shared_bytes=shared,
+                                deterministic=deterministic,
+                                blocks=blocks,
+                            )
                             _assert_grid_within_limits(plan["grid"])
                             group = plan["group_classes"]
                             assert group % classes_block == 0 and 1 <= group // classes_block <= most_tiles
@@ -298,7 +360,7 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
 
 @needs_extension
 def test_backward_plan_balances_the_blocks_and_keeps_small_scratch_in_shared_memory():
-    h100 = dict(zip(("multiprocessors", "max_shared_bytes"), DEVICES["h100"]))
+    h100 = dict(zip(("multiprocessors", "max_shared_bytes"), DEVICES["h100"], strict=True))
     # Shape S in bf16: 166 class tiles on 132 SMs (one block each: the buffers take over half the
     # shared memory). The busiest block does 2 tiles whether groups hold 1 or 2: groups of 2, half the
     # dê atomics, 83 blocks; their scratch (128 × 520 bf16) does not fit beside the buffers ...
@@ -336,14 +398,29 @@ def test_backend_needs_the_shared_memory_of_an_sm_80_or_sm_90():
 @needs_extension
 def test_backward_plan_rejects_bad_sizes():
     with pytest.raises(ValueError, match="batch: must lie in"):
-        cuda._C.plan_backward(policy=cuda._C.POLICY_BFLOAT16, batch=0, classes=5, dim=8, deterministic=False,
-                              multiprocessors=1, max_shared_bytes=100_000)
+        cuda._C.plan_backward(
+            policy=cuda._C.POLICY_BFLOAT16,
+            batch=0,
+            classes=5,
+            dim=8,
+            deterministic=False,
+            multiprocessors=1,
+            max_shared_bytes=100_000,
+        )
     with pytest.raises(ValueError, match="policy: unknown code"):
-        cuda._C.plan_backward(policy=7, batch=1, classes=5, dim=8, deterministic=False, multiprocessors=1,
-                              max_shared_bytes=100_000)
+        cuda._C.plan_backward(
+            policy=7, batch=1, classes=5, dim=8, deterministic=False, multiprocessors=1, max_shared_bytes=100_000
+        )
     with pytest.raises(RuntimeError, match="bytes of shared memory per block"):
-        cuda._C.plan_backward(policy=cuda._C.POLICY_TF32, batch=1, classes=5, dim=8, deterministic=False,
-                              multiprocessors=1, max_shared_bytes=48 * 1024)
+        cuda._C.plan_backward(
+            policy=cuda._C.POLICY_TF32,
+            batch=1,
+            classes=5,
+            dim=8,
+            deterministic=False,
+            multiprocessors=1,
+            max_shared_bytes=48 * 1024,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -388,10 +465,10 @@ def test_contract_functions_refuse_cpu_tensors():
     ("capability", "architectures", "expected"),
     [
         ((8, 0), ["80", "90a"], True),
-        ((8, 6), ["80", "90a"], True),   # sm_80 SASS runs on later minors of major 8
+        ((8, 6), ["80", "90a"], True),  # sm_80 SASS runs on later minors of major 8
         ((8, 9), ["80-real"], True),
         ((9, 0), ["80", "90a"], True),
-        ((9, 0), ["80"], False),         # only through a PTX JIT: not claimed
+        ((9, 0), ["80"], False),  # only through a PTX JIT: not claimed
         ((10, 0), ["80", "90a"], False),  # 90a code runs on 9.0 alone
         ((7, 5), ["80", "90a"], False),
         ((12, 1), ["120f"], True),

@@ -8,6 +8,7 @@ deterministic path, several class groups per block and partial groups, the scrat
 W dtypes; exact ties, labels outside the shard, strided and misaligned operands, non-finite inputs.
 tests/gpu/run_memcheck.sh runs these under compute-sanitizer.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,14 +49,21 @@ def _assert_rule(name: str, value, same_dtype, oracle, dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize(("batch", "classes", "dim", "ignored"), [
-    (1, 2, 1, ()), (1, 130, 64, ()), (3, 129, 33, (1,)), (37, 531, 300, (0, 5, 36)), (70, 4_000, 96, (69,)),
-], ids=str)
+@pytest.mark.parametrize(
+    ("batch", "classes", "dim", "ignored"),
+    [
+        (1, 2, 1, ()),
+        (1, 130, 64, ()),
+        (3, 129, 33, (1,)),
+        (37, 531, 300, (0, 5, 36)),
+        (70, 4_000, 96, (69,)),
+    ],
+    ids=str,
+)
 @pytest.mark.parametrize("margin", [ARCFACE, COMBINED], ids=["arcface", "combined"])
 @pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
 def test_op_matches_the_oracle(dtype, batch, classes, dim, ignored, margin, margin_grad):
-    problem = make_problem(batch, classes, dim, dtype=dtype, seed=batch + classes + dim, ignored=ignored,
-                           device="cuda")
+    problem = make_problem(batch, classes, dim, dtype=dtype, seed=batch + classes + dim, ignored=ignored, device="cuda")
     assert_matches_oracle(problem, "cuda", margin, margin_grad)
 
 
@@ -78,13 +86,15 @@ def _operands(batch, classes, dim, dtype, weight_dtype=None, *, seed, ignored=0.
 def _oracle_backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad):
     """chunked in float64 on the operands as the kernels see them (W rounded to ê's dtype)."""
     w = weight.to(e_hat.dtype).double()
-    return chunked.backward(e_hat.double(), w, w_inv_norm.double(), labels, margin, lse.double(), row_grad.double(),
-                            margin_grad)
+    return chunked.backward(
+        e_hat.double(), w, w_inv_norm.double(), labels, margin, lse.double(), row_grad.double(), margin_grad
+    )
 
 
 def _check_backward(e_hat, weight, w_inv_norm, labels, margin, margin_grad, **kwargs):
-    stats = combine_partials(chunked.forward_partials(e_hat.double(), weight.to(e_hat.dtype).double(),
-                                                      w_inv_norm.double(), labels, margin))
+    stats = combine_partials(
+        chunked.forward_partials(e_hat.double(), weight.to(e_hat.dtype).double(), w_inv_norm.double(), labels, margin)
+    )
     lse = stats.lse.float()
     row_grad = torch.where(labels >= 0, torch.rand(labels.shape[0], device="cuda") + 0.5, 0.0)
     got = cuda.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad, **kwargs)
@@ -92,7 +102,7 @@ def _check_backward(e_hat, weight, w_inv_norm, labels, margin, margin_grad, **kw
     oracle = _oracle_backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad)
     assert got[0].dtype == torch.float32 and got[0].shape == e_hat.shape
     assert got[1].dtype == weight.dtype and got[1].shape == weight.shape
-    for name, value, reference, expected in zip(("d_e_hat", "d_weight"), got, same, oracle):
+    for name, value, reference, expected in zip(("d_e_hat", "d_weight"), got, same, oracle, strict=True):
         _assert_rule(name, value, reference, expected, e_hat.dtype)
     return got
 
@@ -102,8 +112,9 @@ def _check_backward(e_hat, weight, w_inv_norm, labels, margin, margin_grad, **kw
 def test_forward_partials_per_split(dtype, shape):
     batch, classes, dim = shape
     e_hat, weight, w_inv_norm, labels = _operands(batch, classes, dim, dtype, seed=sum(shape))
-    oracle = combine_partials(chunked.forward_partials(e_hat.double(), weight.double(), w_inv_norm.double(), labels,
-                                                       ARCFACE))
+    oracle = combine_partials(
+        chunked.forward_partials(e_hat.double(), weight.double(), w_inv_norm.double(), labels, ARCFACE)
+    )
     same = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE))
     tiles = math.ceil(classes / cuda._C.FORWARD_BLOCK_CLASSES)
     for splits in sorted({1, cuda.whole_splits(3, tiles), tiles}):
@@ -120,10 +131,18 @@ def test_forward_partials_per_split(dtype, shape):
 
 @pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
 @pytest.mark.parametrize("margin", [ARCFACE, COMBINED], ids=["arcface", "combined"])
-@pytest.mark.parametrize(("dtype", "weight_dtype"), [
-    (torch.float32, torch.float32), (torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16),
-    (torch.bfloat16, torch.float32), (torch.float16, torch.float32), (torch.float16, torch.bfloat16),
-], ids=str)
+@pytest.mark.parametrize(
+    ("dtype", "weight_dtype"),
+    [
+        (torch.float32, torch.float32),
+        (torch.float16, torch.float16),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.bfloat16, torch.float32),
+        (torch.float16, torch.float32),
+        (torch.float16, torch.bfloat16),
+    ],
+    ids=str,
+)
 def test_backward_matches_the_oracle(dtype, weight_dtype, margin, margin_grad):
     operands = _operands(37, 531, 300, dtype, weight_dtype, seed=9)
     for blocks in (0, 1, 2):  # the device's plan; one block walking every class group; two blocks
@@ -189,13 +208,16 @@ def test_labels_outside_the_shard_count_as_absent():
     lse, row_grad = torch.full((6,), 3.0, device="cuda"), torch.rand(6, device="cuda")
     got = cuda.forward_partials(e_hat, weight, w_inv_norm, odd, ARCFACE, splits=2)
     want = cuda.forward_partials(e_hat, weight, w_inv_norm, absent, ARCFACE, splits=2)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
     enabled = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(True)
-        for a, b in zip(cuda.backward(e_hat, weight, w_inv_norm, odd, ARCFACE, lse, row_grad, "exact"),
-                        cuda.backward(e_hat, weight, w_inv_norm, absent, ARCFACE, lse, row_grad, "exact")):
+        for a, b in zip(
+            cuda.backward(e_hat, weight, w_inv_norm, odd, ARCFACE, lse, row_grad, "exact"),
+            cuda.backward(e_hat, weight, w_inv_norm, absent, ARCFACE, lse, row_grad, "exact"),
+            strict=True,
+        ):
             assert torch.equal(a, b)
     finally:
         torch.use_deterministic_algorithms(enabled)
@@ -215,14 +237,20 @@ def test_strided_and_misaligned_operands(dtype):
     e_strided, w_strided = misaligned(e_hat), misaligned(weight)
     assert w_strided.stride(0) == 48 and w_strided.data_ptr() % 16 != 0 and weight.data_ptr() % 16 == 0
     lse, row_grad = torch.full((11,), 4.0, device="cuda"), torch.rand(11, device="cuda")
-    for a, b in zip(cuda.forward_partials(e_strided, w_strided, w_inv_norm, labels, ARCFACE),
-                    cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)):
+    for a, b in zip(
+        cuda.forward_partials(e_strided, w_strided, w_inv_norm, labels, ARCFACE),
+        cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE),
+        strict=True,
+    ):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
     enabled = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(True)
-        for a, b in zip(cuda.backward(e_strided, w_strided, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact"),
-                        cuda.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")):
+        for a, b in zip(
+            cuda.backward(e_strided, w_strided, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact"),
+            cuda.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact"),
+            strict=True,
+        ):
             assert torch.equal(a, b)
     finally:
         torch.use_deterministic_algorithms(enabled)
@@ -232,7 +260,7 @@ def test_float64_is_served_by_the_chunked_backend():
     e_hat, weight, w_inv_norm, labels = _operands(5, 40, 16, torch.float64, seed=1)
     got = cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)
     want = chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert a.dtype == b.dtype and torch.equal(a.nan_to_num(), b.nan_to_num())
 
 
@@ -249,16 +277,32 @@ def test_pointers_outside_device_memory_are_rejected():
         return _C.Vector(ptr=t.data_ptr(), dtype=code, length=t.numel())
 
     def matrix(t):
-        return _C.Matrix(ptr=t.data_ptr(), dtype=_C.DTYPE_FLOAT32, rows=t.shape[0], cols=t.shape[1],
-                         row_stride=t.stride(0), col_stride=1)
+        return _C.Matrix(
+            ptr=t.data_ptr(),
+            dtype=_C.DTYPE_FLOAT32,
+            rows=t.shape[0],
+            cols=t.shape[1],
+            row_stride=t.stride(0),
+            col_stride=1,
+        )
 
     with pytest.raises(ValueError, match="nn_index: not device memory"):
         _C.forward_partials(
-            device=torch.cuda.current_device(), stream=torch.cuda.current_stream().cuda_stream,
-            policy=_C.POLICY_3XTF32, e=matrix(e_hat), weight=matrix(weight), w_inv_norm=vector(w_inv_norm),
-            labels=vector(labels), margin=(64.0, 1.0, 0.5, 0.0), splits=1, row_max=vector(outputs[0]),
-            row_sumexp=vector(outputs[1]), target_cos=vector(outputs[2]), nn_cos=vector(outputs[3]),
-            nn_index=vector(host))
+            device=torch.cuda.current_device(),
+            stream=torch.cuda.current_stream().cuda_stream,
+            policy=_C.POLICY_3XTF32,
+            e=matrix(e_hat),
+            weight=matrix(weight),
+            w_inv_norm=vector(w_inv_norm),
+            labels=vector(labels),
+            margin=(64.0, 1.0, 0.5, 0.0),
+            splits=1,
+            row_max=vector(outputs[0]),
+            row_sumexp=vector(outputs[1]),
+            target_cos=vector(outputs[2]),
+            nn_cos=vector(outputs[3]),
+            nn_index=vector(host),
+        )
 
 
 def test_available_on_the_gpus_it_was_built_for():
@@ -267,7 +311,8 @@ def test_available_on_the_gpus_it_was_built_for():
     assert properties["multiprocessors"] == torch.cuda.get_device_properties(0).multi_processor_count
     assert properties["max_shared_bytes"] >= 48 * 1024
     expected = cuda.runs_on(capability, cuda._C.ARCHITECTURES) and cuda.shared_memory_suffices(
-        properties["max_shared_bytes"])
+        properties["max_shared_bytes"]
+    )
     assert cuda.available("cuda") == expected
 
 

@@ -1,5 +1,6 @@
 """The CUDA kernels compile for sm_80 and sm_90a without register spills (no GPU needed: nvcc and
 ptxas only). Every instantiation counts — each product policy of the forward and of the backward."""
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,11 @@ def resource_usage(source: Path, tmp: Path) -> list[dict]:
 def test_kernels_compile_without_register_spills(tmp_path):
     with ThreadPoolExecutor(max_workers=len(KERNEL_FILES)) as pool:
         usage = [r for records in pool.map(lambda f: resource_usage(CSRC / f, tmp_path), KERNEL_FILES) for r in records]
-    table = "\n".join(f"{r['file']:22} {r['policy']:7} {r['arch']:7} {r.get('registers')} registers, "
-                      f"{r.get('spill_stores')}/{r.get('spill_loads')} bytes spilled (stores/loads)" for r in usage)
+    table = "\n".join(
+        f"{r['file']:22} {r['policy']:7} {r['arch']:7} {r.get('registers')} registers, "
+        f"{r.get('spill_stores')}/{r.get('spill_loads')} bytes spilled (stores/loads)"
+        for r in usage
+    )
     print(table)
     for source in KERNEL_FILES:
         for arch in ARCHS:

@@ -5,6 +5,7 @@ Spawning is expensive, so each world size is spawned once per module (dist_worke
 scenarios per process) and the tests below check what the ranks saved. The 2-rank run writes the
 checkpoint that the 1- and 3-rank runs load.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Finite differences in float64 through the public op: the hand-written backward is the derivative."""
+
 import pytest
 import torch
 

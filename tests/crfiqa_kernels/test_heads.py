@@ -71,9 +71,7 @@ def test_crfiqa_loss_is_ce_plus_weighted_smooth_l1_on_labelled_rows():
     assert quality.grad[2].item() == 0.0 and quality.grad[valid].abs().sum() > 0
 
 
-@pytest.mark.parametrize(
-    "kwargs, name", [({"alpha": -1.0}, "alpha"), ({"beta": 0.0}, "beta"), ({"cr": "other"}, "cr")]
-)
+@pytest.mark.parametrize("kwargs, name", [({"alpha": -1.0}, "alpha"), ({"beta": 0.0}, "beta"), ({"cr": "other"}, "cr")])
 def test_crfiqa_loss_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         CRFIQALoss(MarginCCSHead(4, 3), **kwargs)

@@ -1,4 +1,5 @@
 """No B × C buffer on the CPU path: the largest single allocation stays far below B·C floats."""
+
 import torch
 
 from crfiqa_kernels import margin_ccs_loss

@@ -1,4 +1,5 @@
 """Non-finite inputs propagate to NaN outputs (never a silently finite CCS), or raise on request."""
+
 import pytest
 import torch
 

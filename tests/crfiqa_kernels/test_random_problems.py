@@ -1,5 +1,6 @@
 """Fresh random problems on every run: shapes, dtypes, margins, ignored rows and tile sizes drawn by
 hypothesis, each backend against the float64 oracle. A failure prints the drawn example."""
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -14,11 +15,13 @@ from .oracle import DTYPES, assert_matches_oracle, backends_on, make_problem
 # Examples per run: interpreted Triton is slow on a CPU; on a GPU every backend is fast.
 CPU_EXAMPLES = {"chunked": 80, "triton": 20}
 GPU_EXAMPLES = 200
-MARGINS = st.sampled_from([
-    Margin.arcface(s=64.0, m=0.5),
-    Margin.cosface(s=30.0, m=0.35),
-    Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1),
-])
+MARGINS = st.sampled_from(
+    [
+        Margin.arcface(s=64.0, m=0.5),
+        Margin.cosface(s=30.0, m=0.35),
+        Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1),
+    ]
+)
 
 
 @st.composite
@@ -34,16 +37,19 @@ def problems(draw, device="cpu"):
     ignored = draw(st.one_of(st.just(set(range(batch))), st.sets(st.integers(0, batch - 1), max_size=batch)))
     labels = draw(st.lists(st.integers(0, classes - 1), min_size=batch, max_size=batch))
     seed = draw(st.integers(0, 2**31 - 1))
-    return make_problem(batch, classes, dim, dtype=dtype, seed=seed, labels=labels, ignored=sorted(ignored),
-                        device=device)
+    return make_problem(
+        batch, classes, dim, dtype=dtype, seed=seed, labels=labels, ignored=sorted(ignored), device=device
+    )
 
 
 def triton_configs(tile: int) -> tuple[ForwardConfig, BackwardConfig]:
     """Small Triton blocks for a drawn tile width: class tiles of 16, 32 or 64, 1–4 splits."""
     block_c = max(16, 1 << (tile.bit_length() - 1))
     splits = 1 + tile % 4
-    return (ForwardConfig(block_b=16, block_c=block_c, block_d=32, splits=splits),
-            BackwardConfig(block_b=16, block_c=block_c, block_d=16, block_dw=32, splits=splits))
+    return (
+        ForwardConfig(block_b=16, block_c=block_c, block_d=32, splits=splits),
+        BackwardConfig(block_b=16, block_c=block_c, block_d=16, block_dw=32, splits=splits),
+    )
 
 
 # (backend, device): the CPU backends, and every backend on a GPU where one is present.
@@ -54,10 +60,17 @@ ON_EVERY_DEVICE = [pytest.param(name, "cpu", id=name) for name in backends_on("c
 
 @pytest.mark.parametrize("backend,device", ON_EVERY_DEVICE)
 def test_random_problems_match_the_oracle(backend, device, monkeypatch):
-    @settings(max_examples=CPU_EXAMPLES[backend] if device == "cpu" else GPU_EXAMPLES, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(problem=problems(device), margin=MARGINS, margin_grad=st.sampled_from(["exact", "straight_through"]),
-           tile=st.integers(1, 64))
+    @settings(
+        max_examples=CPU_EXAMPLES[backend] if device == "cpu" else GPU_EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        problem=problems(device),
+        margin=MARGINS,
+        margin_grad=st.sampled_from(["exact", "straight_through"]),
+        tile=st.integers(1, 64),
+    )
     def check(problem, margin, margin_grad, tile):
         # Any tile width, so that tiles are ragged and labels fall on their borders; the Triton
         # kernels take the power-of-two class tile nearest below it (at least 16, tl.dot's

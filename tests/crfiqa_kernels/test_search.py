@@ -1,4 +1,5 @@
 """faiss class-center search: agreement with class_stats, ranking and ties, identification, IVF recall."""
+
 import numpy as np
 import pytest
 import torch
@@ -79,8 +80,10 @@ def test_ivf_recall_is_measured_and_high_enough():
     exact = search.ClassCenterIndex(centers)
     assert exact.recall(queries, k=10) == 1.0
     recall_1, recall_10 = ivf.recall(queries, k=1), ivf.recall(queries, k=10)
-    print(f"IVF (nlist {ivf.nlist}, nprobe 16) on {classes} random centers: recall@1 {recall_1:.3f}, "
-          f"10-recall@10 {recall_10:.3f}")
+    print(
+        f"IVF (nlist {ivf.nlist}, nprobe 16) on {classes} random centers: recall@1 {recall_1:.3f}, "
+        f"10-recall@10 {recall_10:.3f}"
+    )
     assert recall_1 >= 0.95
     assert 0.3 <= recall_10 <= 1.0
     more = search.ClassCenterIndex(centers, method="ivf", nprobe=ivf.nlist)  # every cell: exact

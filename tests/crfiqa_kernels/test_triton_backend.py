@@ -4,6 +4,7 @@ kernel contract directly (per class split, the backward with any ``lse`` / ``row
 On the CPU these run the kernels under Triton's interpreter (tests/conftest.py sets
 ``TRITON_INTERPRET=1``); the tests marked ``gpu`` run them compiled, at the benchmark's shapes.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,19 +120,29 @@ def test_autocast_bfloat16_keeps_float32_weights():
                 out = margin_ccs_loss(embeddings, weight, problem.labels, ARCFACE, reduction="none", backend="triton")
         else:
             out = margin_ccs_loss_reference(
-                embeddings.to(to), weight.to(torch.float64) if to == torch.float64 else weight,
-                problem.labels, ARCFACE, reduction="none",
+                embeddings.to(to),
+                weight.to(torch.float64) if to == torch.float64 else weight,
+                problem.labels,
+                ARCFACE,
+                reduction="none",
             )
         (out.loss * problem.row_grad.to(out.loss.dtype)).sum().backward()
-        results[name] = {"loss": out.loss.detach(), "ccs": out.ccs, "nnccs": out.nnccs,
-                         "dE": embeddings.grad, "dW": weight.grad}
+        results[name] = {
+            "loss": out.loss.detach(),
+            "ccs": out.ccs,
+            "nnccs": out.nnccs,
+            "dE": embeddings.grad,
+            "dW": weight.grad,
+        }
     assert results["impl"]["dW"].dtype == torch.float32
     for key in ("loss", "ccs", "nnccs"):
-        assert_within_bound(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
-                            torch.bfloat16)
+        assert_within_bound(
+            key, results["impl"][key], results["same_dtype"][key], results["oracle"][key], torch.bfloat16
+        )
     for key in ("dE", "dW"):
-        assert_within_bound(key, results["impl"][key], results["same_dtype"][key], results["oracle"][key],
-                            torch.bfloat16)
+        assert_within_bound(
+            key, results["impl"][key], results["same_dtype"][key], results["oracle"][key], torch.bfloat16
+        )
 
 
 def test_ties_go_to_the_lowest_class_index(small_tiles):
@@ -151,8 +162,9 @@ def test_ties_go_to_the_lowest_class_index(small_tiles):
     labels = torch.tensor([3, 5, 7, 53, 9])
     expected = margin_ccs_loss_reference(embeddings.double(), weight.double(), labels, ARCFACE)
     for dtype in DTYPES:
-        out = margin_ccs_loss(embeddings.to(DEVICE, dtype), weight.to(DEVICE, dtype), labels.to(DEVICE), ARCFACE,
-                              backend="triton")
+        out = margin_ccs_loss(
+            embeddings.to(DEVICE, dtype), weight.to(DEVICE, dtype), labels.to(DEVICE), ARCFACE, backend="triton"
+        )
         assert out.nn_index[:4].tolist() == [5, 21, 53, 101], dtype
         assert out.nnccs[:4].tolist() == [1.0] * 4, dtype
         assert out.nn_index[4].item() == expected.nn_index[4].item(), dtype
@@ -180,8 +192,9 @@ def test_no_batch_by_class_allocation_on_cpu():
 def _contract_inputs(batch, classes, dim, dtype, seed, labels=None):
     """ê in ``dtype`` (as ops.py hands it to a backend), raw float32 W, its inverse norms, labels
     with ignored rows (−1 also stands for "target on another shard")."""
-    problem = make_problem(batch, classes, dim, dtype=torch.float32, seed=seed, labels=labels,
-                           ignored=_ignored(batch), device=DEVICE)
+    problem = make_problem(
+        batch, classes, dim, dtype=torch.float32, seed=seed, labels=labels, ignored=_ignored(batch), device=DEVICE
+    )
     e_hat = F.normalize(problem.embeddings, dim=1).to(dtype)
     w_inv_norm = 1.0 / problem.weight.norm(dim=1).clamp(min=1e-12)
     return e_hat, problem.weight, w_inv_norm, problem.labels, problem.row_grad
@@ -239,8 +252,9 @@ def _backward_case(dtype, seed, margin=ARCFACE, margin_grad="exact", config=SMAL
     lse = oracle_stats.lse.float()
     impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad, config=config)
     same = chunked.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad)
-    oracle = chunked.backward(*_as_float64(e_hat, weight, w_inv_norm), labels, margin,
-                              *_as_float64(lse, row_grad), margin_grad)
+    oracle = chunked.backward(
+        *_as_float64(e_hat, weight, w_inv_norm), labels, margin, *_as_float64(lse, row_grad), margin_grad
+    )
     return impl, same, oracle, weight
 
 
@@ -277,7 +291,9 @@ def test_strided_operands():
     lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)).lse
     dense = (e_hat, weight, w_inv_norm, labels, ARCFACE)
     strided = (e_strided, w_strided, w_inv_norm, labels, ARCFACE)
-    for expected, actual in zip(triton_backend.forward_partials(*dense), triton_backend.forward_partials(*strided)):
+    for expected, actual in zip(
+        triton_backend.forward_partials(*dense), triton_backend.forward_partials(*strided), strict=True
+    ):
         torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
     expected = triton_backend.backward(*dense, lse, row_grad, "exact")
     actual = triton_backend.backward(*strided, lse, row_grad, "exact")
@@ -292,8 +308,9 @@ def test_bfloat16_weights_give_bfloat16_gradient():
     lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)).lse
     impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")
     same = chunked.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")
-    oracle = chunked.backward(*_as_float64(e_hat, weight, w_inv_norm), labels, ARCFACE,
-                              *_as_float64(lse, row_grad), "exact")
+    oracle = chunked.backward(
+        *_as_float64(e_hat, weight, w_inv_norm), labels, ARCFACE, *_as_float64(lse, row_grad), "exact"
+    )
     assert impl[1].dtype == torch.bfloat16
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)

@@ -6,6 +6,7 @@ compiles nothing new.
 Run in a subprocess without ``TRITON_INTERPRET`` (the kernels must be JIT functions there), with
 whatever Triton the interpreter tests use; ``ptxas -v`` reports the registers and spills.
 """
+
 from __future__ import annotations
 
 import json
@@ -118,19 +119,31 @@ VARIANTS = [
 def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DUMP_PTXAS_LOG="1")
-    run = subprocess.run([sys.executable, "-c", _HOPPER_COMPILE, json.dumps({"variants": VARIANTS})], env=env,
-                         capture_output=True, text=True, timeout=1200, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _HOPPER_COMPILE, json.dumps({"variants": VARIANTS})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     compiled = [line for line in lines if "kernel" in line]
     assert len(compiled) == 3 * len(VARIANTS)
     for line in compiled:  # the table behind the figures quoted elsewhere: pytest -s shows it
-        print(triton.__version__, *line["variant"], line["kernel"], f"{line['registers']} registers",
-              f"{line['spill_bytes']} bytes spilled")
+        print(
+            triton.__version__,
+            *line["variant"],
+            line["kernel"],
+            f"{line['registers']} registers",
+            f"{line['spill_bytes']} bytes spilled",
+        )
         dtype_name, _, tf32, *_ = line["variant"]
         assert line["wgmma"] == (dtype_name in ("bfloat16", "float16") or tf32), line
-    spilling = [f"{line['variant']} {line['kernel']}: {line['spill_bytes']} bytes" for line in compiled
-                if line["spill_bytes"]]
+    spilling = [
+        f"{line['variant']} {line['kernel']}: {line['spill_bytes']} bytes" for line in compiled if line["spill_bytes"]
+    ]
     assert not spilling, "register spills: " + "; ".join(spilling)
 
     # One compile per dtype and config: a margin of the same kind (m1 = 1, or m1 ≠ 1) has the

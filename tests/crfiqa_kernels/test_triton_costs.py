@@ -7,6 +7,7 @@
   stand-in kernel on meta tensors (nothing runs, nothing is allocated), stay within CUDA's limits;
   the backward's scratch does not grow with C.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,7 +44,10 @@ def counting_dots(counter: list):
 
 @pytest.fixture
 def deterministic_algorithms():
-    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     yield lambda on: torch.use_deterministic_algorithms(on)
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
@@ -97,8 +101,13 @@ def _assert_within_cuda_limits(grid, where):
     assert all(1 <= axis <= MAX_GRID_YZ for axis in grid[1:]), f"{where}: grid {grid}"
 
 
-KINDS = [(torch.float16, False), (torch.bfloat16, False), (torch.float32, True), (torch.float32, False),
-         (torch.float64, False)]
+KINDS = [
+    (torch.float16, False),
+    (torch.bfloat16, False),
+    (torch.float32, True),
+    (torch.float32, False),
+    (torch.float64, False),
+]
 
 
 @pytest.mark.parametrize("dtype,tf32", KINDS, ids=lambda v: str(v))
@@ -125,8 +134,9 @@ def test_launch_grids_respect_cuda_limits_at_50_million_classes(dtype, tf32, mon
                 _assert_within_cuda_limits(forward.grids[-1], f"forward B={batch} C={classes}")
                 for deterministic in (False, True):
                     config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
-                    triton_bwd.launch_backward(e_hat, weight, w_inv_norm, labels, ARCFACE, rows, rows, "exact",
-                                               config, deterministic)
+                    triton_bwd.launch_backward(
+                        e_hat, weight, w_inv_norm, labels, ARCFACE, rows, rows, "exact", config, deterministic
+                    )
                     where = f"backward B={batch} C={classes} deterministic={deterministic}"
                     _assert_within_cuda_limits(backward.grids[-1], where)
                     plan = triton_bwd.plan_backward(batch, classes, dim, config, deterministic)

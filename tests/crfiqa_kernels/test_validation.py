@@ -1,4 +1,5 @@
 """Bad input gets a ValueError/TypeError naming the argument, before any kernel runs."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """The subcommands of ``crfiqa``, one module each: ``register`` adds its options (importing nothing
 heavy, so ``--help`` is fast), ``run`` does the work and imports what it needs."""
+
 from __future__ import annotations
 
 import sys

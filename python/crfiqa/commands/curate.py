@@ -1,4 +1,5 @@
 """``crfiqa curate MODEL DATA --output DIR``: the dataset report of :mod:`crfiqa.curate`."""
+
 from __future__ import annotations
 
 
@@ -6,7 +7,8 @@ def register(commands) -> None:
     from ..curate import cli
 
     parser = commands.add_parser(
-        "curate", help="dataset report: likely mislabeled, duplicate identities, low quality",
+        "curate",
+        help="dataset report: likely mislabeled, duplicate identities, low quality",
         description=cli.DESCRIPTION,
     )
     cli.add_arguments(parser)

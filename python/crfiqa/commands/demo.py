@@ -1,14 +1,19 @@
 """``crfiqa demo``: CR-FIQA on degraded digits, no download."""
+
 from __future__ import annotations
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "demo", help="train and check CR-FIQA on degraded digits (no download, about a minute on 2 CPU cores)",
+        "demo",
+        help="train and check CR-FIQA on degraded digits (no download, about a minute on 2 CPU cores)",
         description="Train CR-FIQA on degraded scikit-learn digits and check that its quality tracks degradation.",
     )
-    parser.add_argument("--out", help="folder for metrics.json, edc.png and the trained model (in OUT/model, "
-                                      "replacing the model of an earlier demo there)")
+    parser.add_argument(
+        "--out",
+        help="folder for metrics.json, edc.png and the trained model (in OUT/model, "
+        "replacing the model of an earlier demo there)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, degradations and training (default 0)")
     parser.add_argument("--epochs", type=int, help="training epochs (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -4,6 +4,7 @@ and ERC tables, ``evaluation.json`` and PNG plots.
     crfiqa evaluate --embeddings emb.npy --names scores.txt --pairs pair_list.txt \\
         --quality crfiqa=scores.txt other=other.txt --output-dir eval/
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,30 +22,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``crfiqa evaluate``."""
     parser.add_argument("--embeddings", required=True, help=".npy (N, D) float array: one embedding per image")
     parser.add_argument(
-        "--pairs", required=True,
+        "--pairs",
+        required=True,
         help="pair list, 'name_a name_b 0|1' per line (1 = mated), the names as --names has them (the authors' "
-             "bare file names work where unique), or a .npz of 'pairs' (M, 2) row indices and 'mated' (M,) bools",
+        "bare file names work where unique), or a .npz of 'pairs' (M, 2) row indices and 'mated' (M,) bools",
     )
     parser.add_argument(
         "--names",
         help="the names of the embedding rows in order: one per line, or the 'name score' file that "
-             "'crfiqa score' wrote with the embeddings; without it a name is the row number (00012 = row 12)",
+        "'crfiqa score' wrote with the embeddings; without it a name is the row number (00012 = row 12)",
     )
     parser.add_argument(
-        "--quality", required=True, nargs="+", metavar="[NAME=]PATH",
+        "--quality",
+        required=True,
+        nargs="+",
+        metavar="[NAME=]PATH",
         help="quality scores per method: 'name score' lines or a .npy with one score per embedding row; "
-             "the method name is NAME or the file name without extension",
+        "the method name is NAME or the file name without extension",
     )
-    parser.add_argument("--lower-is-better", nargs="+", default=[], metavar="NAME",
-                        help="methods whose low scores mean high quality (their scores are negated)")
+    parser.add_argument(
+        "--lower-is-better",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="methods whose low scores mean high quality (their scores are negated)",
+    )
     parser.add_argument("--output-dir", required=True, help="folder for evaluation.json, report.txt and the plots")
-    parser.add_argument("--erc-fmr", nargs="+", type=float, default=[1e-3], metavar="FMR",
-                        help="FMR targets of the ERC (default: 1e-3)")
+    parser.add_argument(
+        "--erc-fmr", nargs="+", type=float, default=[1e-3], metavar="FMR", help="FMR targets of the ERC (default: 1e-3)"
+    )
     threshold = parser.add_mutually_exclusive_group()
-    threshold.add_argument("--edc-fmr", type=float, metavar="FMR",
-                           help="fix the EDC threshold at this FMR over all non-mated comparisons (default: 1e-3)")
-    threshold.add_argument("--edc-starting-fnmr", type=float, metavar="FNMR",
-                           help="fix the EDC threshold at this FNMR over the mated comparisons")
+    threshold.add_argument(
+        "--edc-fmr",
+        type=float,
+        metavar="FMR",
+        help="fix the EDC threshold at this FMR over all non-mated comparisons (default: 1e-3)",
+    )
+    threshold.add_argument(
+        "--edc-starting-fnmr",
+        type=float,
+        metavar="FNMR",
+        help="fix the EDC threshold at this FNMR over the mated comparisons",
+    )
     threshold.add_argument("--edc-threshold", type=float, metavar="T", help="fix the EDC threshold at T")
     parser.add_argument("--pauc-limit", type=float, default=0.2, help="discard limit of the EDC pAUC (default: 0.2)")
     parser.set_defaults(run=run)

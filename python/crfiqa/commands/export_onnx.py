@@ -1,15 +1,20 @@
 """``crfiqa export-onnx MODEL OUT.onnx``: a backbone as ONNX, checked against PyTorch."""
+
 from __future__ import annotations
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("export-onnx", help="export a backbone to ONNX",
-                                 description="Export a backbone (embedding and quality outputs) to ONNX.")
+    parser = commands.add_parser(
+        "export-onnx",
+        help="export a backbone to ONNX",
+        description="Export a backbone (embedding and quality outputs) to ONNX.",
+    )
     parser.add_argument("model", help="our checkpoint or backbone.pth, or the authors' *backbone.pth")
     parser.add_argument("output", help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip comparing onnxruntime's outputs with PyTorch's on random input")
+    parser.add_argument(
+        "--no-check", action="store_true", help="skip comparing onnxruntime's outputs with PyTorch's on random input"
+    )
     parser.set_defaults(run=run)
 
 

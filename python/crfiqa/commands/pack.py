@@ -1,13 +1,15 @@
 """``crfiqa pack IMAGES OUT.rec``: identity folders or a labelled list → an insightface ``.rec``/``.idx``."""
+
 from __future__ import annotations
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "pack", help="write a .rec/.idx training set from identity folders or a list",
+        "pack",
+        help="write a .rec/.idx training set from identity folders or a list",
         description="Write the insightface RecordIO pair OUT.rec + OUT.idx (with identity records) from one "
-                    "folder per identity, or from a text file of 'path label' lines (labels 0 … K−1). "
-                    "JPEG and PNG files are stored as they are; other images as JPEG.",
+        "folder per identity, or from a text file of 'path label' lines (labels 0 … K−1). "
+        "JPEG and PNG files are stored as they are; other images as JPEG.",
     )
     parser.add_argument("images", help="a folder of identity folders, or a text file of 'path label' lines")
     parser.add_argument("output", help="the .rec file to write (the .idx goes beside it)")

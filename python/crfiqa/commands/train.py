@@ -1,4 +1,5 @@
 """``crfiqa train DATA --output RUN``: train a CR-FIQA model."""
+
 from __future__ import annotations
 
 import os
@@ -16,18 +17,25 @@ NETWORKS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100")
 def register(commands) -> None:
     parser = commands.add_parser("train", help="train a CR-FIQA model", description="Train a CR-FIQA model.")
     parser.add_argument("data", help="a folder with train.rec/train.idx, a .rec file, or one folder per identity")
-    parser.add_argument("--output", required=True,
-                        help="folder for checkpoint.pt, backbone.pth and train.log; one that holds a run needs "
-                             "--resume or --overwrite")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="folder for checkpoint.pt, backbone.pth and train.log; one that holds a run needs --resume or --overwrite",
+    )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint")
-    existing.add_argument("--overwrite", action="store_true",
-                          help="start again in an --output that holds a run; the old run is moved into "
-                               "OUTPUT/previous-N/, never deleted")
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --output that holds a run; the old run is moved into OUTPUT/previous-N/, never deleted",
+    )
     parser.add_argument("--preset", choices=PRESET_NAMES, default="crfiqa-s", help="recipe (default crfiqa-s)")
     parser.add_argument("--network", choices=NETWORKS, help="backbone depth (default: the preset's)")
-    parser.add_argument("--num-classes", type=int,
-                        help="identities (default: the dataset's count; the preset's when the data cannot tell)")
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        help="identities (default: the dataset's count; the preset's when the data cannot tell)",
+    )
     parser.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
     parser.add_argument("--lr-steps", type=int, nargs="+", help="1-based epochs from which lr is multiplied by 0.1")
     parser.add_argument("--batch-size", type=int, help="images per step and process")
@@ -37,20 +45,30 @@ def register(commands) -> None:
     kind = margin.add_mutually_exclusive_group()
     kind.add_argument("--arcface", type=float, metavar="M", help="ArcFace margin cos(θ + M)")
     kind.add_argument("--cosface", type=float, metavar="M", help="CosFace margin cos(θ) − M")
-    kind.add_argument("--combined-margin", type=float, nargs=3, metavar=("M1", "M2", "M3"),
-                      help="combined margin cos(M1·θ + M2) − M3")
+    kind.add_argument(
+        "--combined-margin", type=float, nargs=3, metavar=("M1", "M2", "M3"), help="combined margin cos(M1·θ + M2) − M3"
+    )
     margin.add_argument("--margin-scale", type=float, dest="margin_s", help="the logit scale s")
-    margin.add_argument("--margin-grad", choices=MARGIN_GRADS,
-                        help="exact margin gradient, or the margin as a constant shift (straight_through)")
-    parser.add_argument("--sample-rate", type=float,
-                        help="fraction of each rank's class centers sampled per step (PartialFC; sharded head, "
-                             "torchrun with more than one process)")
+    margin.add_argument(
+        "--margin-grad",
+        choices=MARGIN_GRADS,
+        help="exact margin gradient, or the margin as a constant shift (straight_through)",
+    )
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        help="fraction of each rank's class centers sampled per step (PartialFC; sharded head, "
+        "torchrun with more than one process)",
+    )
     parser.add_argument("--amp", choices=AMP_MODES, help="mixed precision (default none)")
     parser.add_argument("--backend", help="fused op backend: auto, chunked, triton or cuda")
     parser.add_argument("--seed", type=int, help="seed of the initialization, data order and augmentation")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    parser.add_argument("--checkpoint-minutes", type=float,
-                        help="also checkpoint when this many minutes passed since the last one (default 5)")
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="also checkpoint when this many minutes passed since the last one (default 5)",
+    )
     parser.add_argument("--log-every", type=int, help="steps between log lines")
     parser.add_argument("--workers", type=int, dest="num_workers", help="data loader processes")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
@@ -60,9 +78,25 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-OVERRIDES = ("num_classes", "epochs", "lr_steps", "batch_size", "base_lr", "cr", "amp", "backend", "seed",
-             "checkpoint_every", "checkpoint_minutes", "log_every", "num_workers", "tensorboard", "margin_s",
-             "margin_grad", "sample_rate")
+OVERRIDES = (
+    "num_classes",
+    "epochs",
+    "lr_steps",
+    "batch_size",
+    "base_lr",
+    "cr",
+    "amp",
+    "backend",
+    "seed",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "log_every",
+    "num_workers",
+    "tensorboard",
+    "margin_s",
+    "margin_grad",
+    "sample_rate",
+)
 
 
 def _margin(args) -> dict:
@@ -71,7 +105,7 @@ def _margin(args) -> dict:
     if args.cosface is not None:
         return {"margin_m1": 1.0, "margin_m2": 0.0, "margin_m3": args.cosface}
     if args.combined_margin is not None:
-        return dict(zip(("margin_m1", "margin_m2", "margin_m3"), args.combined_margin))
+        return dict(zip(("margin_m1", "margin_m2", "margin_m3"), args.combined_margin, strict=True))
     return {}
 
 
@@ -98,14 +132,27 @@ def run(args) -> int:
         overrides["num_classes"] = dataset.num_identities  # the data's count, not the preset's
     config = preset(args.preset, **overrides)
     try:
-        result = train(config, dataset, args.output, resume=args.resume, overwrite=args.overwrite,
-                       device=args.device, max_steps=args.max_steps, progress=not args.no_progress, echo=print)
+        result = train(
+            config,
+            dataset,
+            args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            device=args.device,
+            max_steps=args.max_steps,
+            progress=not args.no_progress,
+            echo=print,
+        )
     except TrainingInterrupted as stop:
         print(f"crfiqa train: {stop}", file=sys.stderr)
         return stop.exit_status
-    print(f"trained to step {result.step} (epoch {result.epoch}); checkpoint {result.checkpoint}"
-          + (f"; backbone {result.backbone}" if result.backbone else ""))
+    print(
+        f"trained to step {result.step} (epoch {result.epoch}); checkpoint {result.checkpoint}"
+        + (f"; backbone {result.backbone}" if result.backbone else "")
+    )
     if result.skipped:
-        print(f"skipped {result.skipped} unreadable image(s); see {os.path.join(args.output, 'train.log')}",
-              file=sys.stderr)
+        print(
+            f"skipped {result.skipped} unreadable image(s); see {os.path.join(args.output, 'train.log')}",
+            file=sys.stderr,
+        )
     return 0

@@ -5,6 +5,7 @@
 Built on ``crfiqa_kernels.class_stats`` (the forward-only pass over every class center, never
 batch × classes); the centers' nearest neighbours through it (exact) or faiss (``crfiqa_kernels.search``).
 """
+
 from __future__ import annotations
 
 import importlib

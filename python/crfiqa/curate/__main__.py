@@ -1,4 +1,5 @@
 """``python -m crfiqa.curate``: the same as ``crfiqa curate``."""
+
 import sys
 
 from .cli import main

@@ -13,6 +13,7 @@ Methods (``--centers``):
   found; the nearest center of an isolated class may be missed (its cosine then under-reads).
 * ``auto`` — ``exact`` up to 100,000 classes (minutes on a CPU), ``faiss-ivf`` above.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ DESCRIPTIONS = {
     "exact": "exact: the centers against themselves through crfiqa_kernels.class_stats",
     "faiss-flat": "exact: faiss IndexFlatIP over the normalized centers (crfiqa_kernels.search)",
     "faiss-ivf": "approximate: faiss IndexIVFFlat over the normalized centers (crfiqa_kernels.search); "
-                 "close pairs are found, an isolated class's nearest center may be missed",
+    "close pairs are found, an isolated class's nearest center may be missed",
 }
 
 
@@ -60,19 +61,26 @@ def nearest_centers(
     nearest = np.empty(num_classes, np.int64)
     cosine = np.empty(num_classes, np.float32)
     if method == "exact":
+
         def stats(rows, labels):
             return ck.class_stats(rows, centers, labels)
     else:
         from crfiqa_kernels import search
 
-        index = search.ClassCenterIndex(centers, method="flat" if method == "faiss-flat" else "ivf",
-                                        nprobe=nprobe, use_gpu=None if centers.is_cuda else False)
+        index = search.ClassCenterIndex(
+            centers,
+            method="flat" if method == "faiss-flat" else "ivf",
+            nprobe=nprobe,
+            use_gpu=None if centers.is_cuda else False,
+        )
 
         def stats(rows, labels):
             return index.class_stats(rows, labels)
+
     with torch.no_grad():
-        for start in tqdm(range(0, num_classes, block), desc="centers", unit="block", disable=not progress,
-                          dynamic_ncols=True):
+        for start in tqdm(
+            range(0, num_classes, block), desc="centers", unit="block", disable=not progress, dynamic_ncols=True
+        ):
             stop = min(start + block, num_classes)
             labels = torch.arange(start, stop, device=centers.device)
             result = stats(centers[start:stop], labels)

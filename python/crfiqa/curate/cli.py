@@ -1,4 +1,5 @@
 """``crfiqa curate MODEL DATA --output DIR``: its arguments and its run (one-line errors, exit 2)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,24 +17,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .settings import METHODS, FlagSettings
 
     defaults = FlagSettings()
-    parser.add_argument("model", help="a training checkpoint with the head's class centers (RUN/checkpoint.pt, "
-                                      "the run folder, or a rank's checkpoint-rankN.pt of a torchrun run)")
-    parser.add_argument("data", help="the labelled data: a .rec (or a folder with train.rec), one folder per "
-                                     "identity, or a text file of 'PATH LABEL' lines")
+    parser.add_argument(
+        "model",
+        help="a training checkpoint with the head's class centers (RUN/checkpoint.pt, "
+        "the run folder, or a rank's checkpoint-rankN.pt of a torchrun run)",
+    )
+    parser.add_argument(
+        "data",
+        help="the labelled data: a .rec (or a folder with train.rec), one folder per "
+        "identity, or a text file of 'PATH LABEL' lines",
+    )
     parser.add_argument("--output", required=True, help="folder for the report (new, empty, or an earlier report)")
-    parser.add_argument("--mislabel-margin", type=float, default=defaults.mislabel_margin,
-                        help="flag a sample as likely mislabeled when NNCCS - CCS exceeds this (default %(default)s)")
-    parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share,
-                        help="flag two classes as one identity when at least this share of each one's samples has "
-                             "the other as nearest other class (default %(default)s)")
-    parser.add_argument("--duplicate-cosine", type=float, default=defaults.duplicate_cosine,
-                        help="flag two classes as one identity when their centers' cosine is at least this "
-                             "(default %(default)s)")
-    parser.add_argument("--low-quality-fraction", type=float, default=defaults.low_quality_fraction,
-                        help="flag this fraction of samples with the lowest quality (default %(default)s)")
-    parser.add_argument("--centers", choices=METHODS, default="auto",
-                        help="nearest other class center of each class: exact (class_stats), faiss-flat (exact), "
-                             "faiss-ivf (approximate); auto: exact up to 100,000 classes (default)")
+    parser.add_argument(
+        "--mislabel-margin",
+        type=float,
+        default=defaults.mislabel_margin,
+        help="flag a sample as likely mislabeled when NNCCS - CCS exceeds this (default %(default)s)",
+    )
+    parser.add_argument(
+        "--duplicate-share",
+        type=float,
+        default=defaults.duplicate_share,
+        help="flag two classes as one identity when at least this share of each one's samples has "
+        "the other as nearest other class (default %(default)s)",
+    )
+    parser.add_argument(
+        "--duplicate-cosine",
+        type=float,
+        default=defaults.duplicate_cosine,
+        help="flag two classes as one identity when their centers' cosine is at least this (default %(default)s)",
+    )
+    parser.add_argument(
+        "--low-quality-fraction",
+        type=float,
+        default=defaults.low_quality_fraction,
+        help="flag this fraction of samples with the lowest quality (default %(default)s)",
+    )
+    parser.add_argument(
+        "--centers",
+        choices=METHODS,
+        default="auto",
+        help="nearest other class center of each class: exact (class_stats), faiss-flat (exact), "
+        "faiss-ivf (approximate); auto: exact up to 100,000 classes (default)",
+    )
     parser.add_argument("--nprobe", type=int, default=32, help="IVF cells searched with --centers faiss-ivf")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch (default %(default)s)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -58,9 +84,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from .data import open_labelled_data
     from .errors import CurateError
-    from .settings import FlagSettings
     from .model import load_curate_model
     from .run import CurateOptions, curate
+    from .settings import FlagSettings
 
     for name in ("batch_size", "contact_rows", "nprobe"):
         if getattr(args, name) < 1:
@@ -77,10 +103,17 @@ def _run(args: argparse.Namespace) -> int:
         raise CurateError(f"--device {args.device}: no CUDA device is available")
     model = load_curate_model(args.model, device)
     dataset = open_labelled_data(args.data, model.input_size)
-    options = CurateOptions(flags=flags, centers=args.centers, nprobe=args.nprobe, batch_size=args.batch_size,
-                            num_workers=args.workers, contact_rows=args.contact_rows)
-    curate(model, dataset, args.output, options, model_name=args.model, data_name=args.data,
-           progress=not args.no_progress)
+    options = CurateOptions(
+        flags=flags,
+        centers=args.centers,
+        nprobe=args.nprobe,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        contact_rows=args.contact_rows,
+    )
+    curate(
+        model, dataset, args.output, options, model_name=args.model, data_name=args.data, progress=not args.no_progress
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ A list is a text file of ``PATH LABEL`` lines (paths relative to the list's fold
 integer class index of the model's head). Items are ``(image, label, index)`` or ``Skipped``;
 the index ties each result to its key and lets the contact sheet fetch the image again.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,5 +105,5 @@ def class_names(dataset: Dataset, num_classes: int) -> list[str]:
     identities = getattr(dataset, "identities", None)
     names = [str(index) for index in range(num_classes)]
     if identities:
-        names[:min(len(identities), num_classes)] = list(identities)[:num_classes]
+        names[: min(len(identities), num_classes)] = list(identities)[:num_classes]
     return names

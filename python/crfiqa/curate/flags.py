@@ -17,6 +17,7 @@
 
 Memory: O(samples + classes); pairs are counted from the samples' (label, nearest class) codes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ import numpy as np
 import torch
 
 from .centers import CenterNeighbors
-from .settings import DUPLICATE, LOW_QUALITY, MISLABELED, FlagSettings
+from .settings import FlagSettings
 from .stats import SampleStats
+
 
 @dataclass
 class DuplicatePair:
@@ -94,8 +96,13 @@ def candidate_pairs(samples: SampleStats, neighbors: CenterNeighbors, centers: t
     return a[order], b[order], share[order], cosine[order], n_ab[order], n_ba[order]
 
 
-def compute_flags(samples: SampleStats, neighbors: CenterNeighbors, centers: torch.Tensor, settings: FlagSettings,
-                  max_pairs: int = 1000) -> Flags:
+def compute_flags(
+    samples: SampleStats,
+    neighbors: CenterNeighbors,
+    centers: torch.Tensor,
+    settings: FlagSettings,
+    max_pairs: int = 1000,
+) -> Flags:
     num_classes = len(neighbors.nearest_class)
     class_count = np.bincount(samples.label, minlength=num_classes)
     a, b, share, cosine, n_ab, n_ba = candidate_pairs(samples, neighbors, centers, class_count)
@@ -121,8 +128,15 @@ def compute_flags(samples: SampleStats, neighbors: CenterNeighbors, centers: tor
     codes_closer, counts_closer = np.unique(sample_code[closer], return_counts=True)
     closer_counts = _lookup(codes_closer, counts_closer, pair_code[:keep])
     pairs = [
-        DuplicatePair(int(a[i]), int(b[i]), float(share[i]), float(cosine[i]), bool(flagged[i]),
-                      int(n_ab[i] + n_ba[i]), int(closer_counts[i]))
+        DuplicatePair(
+            int(a[i]),
+            int(b[i]),
+            float(share[i]),
+            float(cosine[i]),
+            bool(flagged[i]),
+            int(n_ab[i] + n_ba[i]),
+            int(closer_counts[i]),
+        )
         for i in range(keep)
     ]
     duplicate_class = np.zeros(num_classes, bool)

@@ -4,6 +4,7 @@
 (``id_07/img_0.png``), ``FILE.rec:KEY`` for a record, the line as written for a file list; the
 dataset's ``name(index)`` gives that key.
 """
+
 from __future__ import annotations
 
 

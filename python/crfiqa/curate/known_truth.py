@@ -16,6 +16,7 @@ labels flipped and one identity split into two labels.
 
 Writes ``OUT/data``, ``OUT/model``, ``OUT/report`` and ``OUT/known_truth.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ from crfiqa_kernels import write_text_atomically
 from ..demo import DemoSettings, make_digits
 from ..train import train
 from .data import open_labelled_data
-from .flags import DUPLICATE, MISLABELED
+from .settings import DUPLICATE, MISLABELED
 from .model import load_curate_model
 from .run import CurateOptions, curate
 
@@ -72,7 +73,7 @@ def write_identity_folders(folder: str, images: torch.Tensor, labels: np.ndarray
     """``folder/idLL/NNNNN.png`` per sample (NNNNN its index); returns the paths in index order."""
     pixels = np.round((images[:, 0].numpy() * 0.5 + 0.5) * 255.0).clip(0, 255).astype(np.uint8)
     paths = []
-    for index, (image, label) in enumerate(zip(pixels, labels)):
+    for index, (image, label) in enumerate(zip(pixels, labels, strict=True)):
         path = os.path.join(folder, f"id{int(label):02d}", f"{index:05d}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         Image.fromarray(image, mode="L").save(path)
@@ -99,8 +100,14 @@ def _by_margin(suspicion, duplicate, truth, margins=(0.0, 0.1, 0.2, 0.3)) -> lis
     for margin in margins:
         flagged = (suspicion > margin) & ~duplicate
         hits = int((flagged & truth).sum())
-        rows.append({"margin": margin, "flagged": int(flagged.sum()), "precision": hits / max(int(flagged.sum()), 1),
-                     "recall": hits / max(int(truth.sum()), 1)})
+        rows.append(
+            {
+                "margin": margin,
+                "flagged": int(flagged.sum()),
+                "precision": hits / max(int(flagged.sum()), 1),
+                "recall": hits / max(int(truth.sum()), 1),
+            }
+        )
     return rows
 
 
@@ -109,8 +116,9 @@ def demo_settings(seed: int = 0, epochs: int | None = None, train_copies: int | 
     demo = DemoSettings(seed=seed)
     if epochs is not None:
         scale = epochs / demo.epochs
-        demo = dataclasses.replace(demo, epochs=epochs,
-                                   lr_steps=tuple(max(1, round(step * scale)) for step in demo.lr_steps))
+        demo = dataclasses.replace(
+            demo, epochs=epochs, lr_steps=tuple(max(1, round(step * scale)) for step in demo.lr_steps)
+        )
     if train_copies is not None:
         demo = dataclasses.replace(demo, train_copies=train_copies)
     return demo
@@ -121,9 +129,19 @@ def checkpoint_step(checkpoint: str) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["position"]["step"])
 
 
-def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), options: CurateOptions = CurateOptions(),
-            *, progress: bool = True, echo=print, reuse_model: bool = False) -> dict:
-    """Build the noisy data, train (unless ``reuse_model`` and OUT/model/checkpoint.pt exists), curate, score."""
+def measure(
+    out_dir: str,
+    settings: KnownTruthSettings | None = None,
+    options: CurateOptions | None = None,
+    *,
+    progress: bool = True,
+    echo=print,
+    reuse_model: bool = False,
+) -> dict:
+    """Build the noisy data, train (unless ``reuse_model`` and OUT/model/checkpoint.pt exists), curate, score
+    (``settings`` and ``options`` default to :class:`KnownTruthSettings` and :class:`CurateOptions`)."""
+    settings = KnownTruthSettings() if settings is None else settings
+    options = CurateOptions() if options is None else options
     started = time.perf_counter()
     demo = settings.demo
     torch.manual_seed(demo.seed)
@@ -134,30 +152,34 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
     train_set.num_identities = ORIGINAL_CLASSES + 1
     data_dir, model_dir, report_dir = (os.path.join(out_dir, name) for name in ("data", "model", "report"))
     write_identity_folders(data_dir, train_set.images, labels)
-    echo(f"known truth: {len(labels)} degraded digits, identity {settings.split_identity} split into labels "
-         f"{settings.split_identity} and {ORIGINAL_CLASSES}, {int(flipped.sum())} labels flipped; data in {data_dir}")
+    echo(
+        f"known truth: {len(labels)} degraded digits, identity {settings.split_identity} split into labels "
+        f"{settings.split_identity} and {ORIGINAL_CLASSES}, {int(flipped.sum())} labels flipped; data in {data_dir}"
+    )
 
     config = dataclasses.replace(demo.train_config(), num_classes=ORIGINAL_CLASSES + 1)
     train_started = time.perf_counter()
     checkpoint = os.path.join(model_dir, "checkpoint.pt")
     reused = reuse_model and os.path.isfile(checkpoint)
     if not reused:
-        checkpoint = train(config, train_set, model_dir, device="cpu", max_steps=demo.max_steps,
-                           progress=progress).checkpoint
+        checkpoint = train(
+            config, train_set, model_dir, device="cpu", max_steps=demo.max_steps, progress=progress
+        ).checkpoint
     train_seconds = time.perf_counter() - train_started
     steps = checkpoint_step(checkpoint)
 
     model = load_curate_model(checkpoint, "cpu")
     dataset = open_labelled_data(data_dir, model.input_size)
     curate_started = time.perf_counter()
-    summary = curate(model, dataset, report_dir, options, model_name=checkpoint, data_name=data_dir,
-                     progress=progress, echo=echo)
+    summary = curate(
+        model, dataset, report_dir, options, model_name=checkpoint, data_name=data_dir, progress=progress, echo=echo
+    )
     curate_seconds = time.perf_counter() - curate_started
 
     index, flagged, suspicion, duplicate_flag = _read_flags(os.path.join(report_dir, "samples.csv"))
     truth = flipped[index]
     hits = int((flagged & truth).sum())
-    top = np.argsort(-suspicion, kind="stable")[:int(truth.sum())]
+    top = np.argsort(-suspicion, kind="stable")[: int(truth.sum())]
     split_pair = (min(settings.split_identity, ORIGINAL_CLASSES), max(settings.split_identity, ORIGINAL_CLASSES))
     pairs = summary["duplicate_pairs"]
     rank = next((i + 1 for i, pair in enumerate(pairs) if (pair["first"], pair["second"]) == split_pair), None)
@@ -179,12 +201,14 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
         "split_pair_cosine": split["cosine"] if split else None,
         "split_pair_flagged": split["flagged"] if split else False,
         "split_pair_rank_by_center_cosine": next(
-            (i + 1 for i, pair in enumerate(by_cosine) if (pair["first"], pair["second"]) == split_pair), None),
+            (i + 1 for i, pair in enumerate(by_cosine) if (pair["first"], pair["second"]) == split_pair), None
+        ),
         "best_other_share": max((pair["share"] for pair in others), default=None),
         "best_other_cosine": max((pair["cosine"] for pair in others), default=None),
         "other_pairs_flagged": sum(pair["flagged"] for pair in others),
         "duplicate_pairs_flagged": summary["counts"]["duplicate_pairs"],
-        "false_positive_strength": float(train_set.strength[index][flagged & ~truth].mean()) if (flagged & ~truth).any()
+        "false_positive_strength": float(train_set.strength[index][flagged & ~truth].mean())
+        if (flagged & ~truth).any()
         else None,  # mean degradation strength (0 … 1) of the flagged samples whose label was right
         "true_positive_strength": float(train_set.strength[index][flagged & truth].mean()) if hits else None,
         "mean_strength": float(train_set.strength.mean()),
@@ -201,14 +225,18 @@ def measure(out_dir: str, settings: KnownTruthSettings = KnownTruthSettings(), o
         },
     }
     write_text_atomically(os.path.join(out_dir, "known_truth.json"), json.dumps(metrics, indent=2) + "\n")
-    echo(f"likely mislabeled: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} "
-         f"({hits} of {int(flagged.sum())} flagged were flipped; {int(truth.sum())} flipped); precision at the "
-         f"number flipped {metrics['precision_at_flipped_count']:.3f}")
+    echo(
+        f"likely mislabeled: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} "
+        f"({hits} of {int(flagged.sum())} flagged were flipped; {int(truth.sum())} flipped); precision at the "
+        f"number flipped {metrics['precision_at_flipped_count']:.3f}"
+    )
     if split:
-        echo(f"split identity {split_pair}: rank {rank} of the duplicate list (flagged: {split['flagged']}), mutual "
-             f"nearest share {split['share']:.3f} (best other pair {metrics['best_other_share']:.3f}), center cosine "
-             f"{split['cosine']:+.3f} (rank {metrics['split_pair_rank_by_center_cosine']} by cosine; best other "
-             f"{metrics['best_other_cosine']:+.3f}); other pairs flagged: {metrics['other_pairs_flagged']}")
+        echo(
+            f"split identity {split_pair}: rank {rank} of the duplicate list (flagged: {split['flagged']}), mutual "
+            f"nearest share {split['share']:.3f} (best other pair {metrics['best_other_share']:.3f}), center cosine "
+            f"{split['cosine']:+.3f} (rank {metrics['split_pair_rank_by_center_cosine']} by cosine; best other "
+            f"{metrics['best_other_cosine']:+.3f}); other pairs flagged: {metrics['other_pairs_flagged']}"
+        )
     else:
         echo(f"split identity {split_pair}: not among the duplicate candidates")
     return metrics

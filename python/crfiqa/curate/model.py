@@ -5,6 +5,7 @@ Only our training checkpoints hold the class centers (``RUN/checkpoint.pt``: ``b
 centers per rank (``checkpoint-rank{r}.pt``); they are put back together in class order. A backbone
 alone (``backbone.pth``, the authors' weights, ONNX) has no class centers and is refused.
 """
+
 from __future__ import annotations
 
 import glob
@@ -17,8 +18,10 @@ import torch
 from ..models import IResNet, build_iresnet
 from .errors import CurateError
 
-NO_CENTERS = ("{path} holds no class centers (a backbone alone?): curate needs a training checkpoint "
-              "such as RUN/checkpoint.pt, which stores the head beside the backbone")
+NO_CENTERS = (
+    "{path} holds no class centers (a backbone alone?): curate needs a training checkpoint "
+    "such as RUN/checkpoint.pt, which stores the head beside the backbone"
+)
 
 
 @dataclass
@@ -94,8 +97,9 @@ def _centers(payloads: list[tuple[str, dict]]) -> torch.Tensor:
             raise CurateError(f"{path}: its classes start at {start}, expected {expected} (a shard is missing?)")
         expected += weight.shape[0]
     if total is not None and expected != total:
-        raise CurateError(f"{blocks[-1][1]}: the shards hold {expected} of the head's {total} classes "
-                          "(a shard is missing?)")
+        raise CurateError(
+            f"{blocks[-1][1]}: the shards hold {expected} of the head's {total} classes (a shard is missing?)"
+        )
     return torch.cat([weight.float() for _, _, weight in blocks]).contiguous()
 
 
@@ -116,8 +120,10 @@ def load_curate_model(path: str | os.PathLike, device: str | torch.device = "cpu
     except RuntimeError as error:
         raise CurateError(f"{first_path}: the backbone does not match its model_config ({error})") from None
     if centers.shape[1] != backbone.config["num_features"]:
-        raise CurateError(f"{first_path}: class centers of size {centers.shape[1]} but embeddings of size "
-                          f"{backbone.config['num_features']}")
+        raise CurateError(
+            f"{first_path}: class centers of size {centers.shape[1]} but embeddings of size "
+            f"{backbone.config['num_features']}"
+        )
     if centers.shape[0] < 2:
         raise CurateError(f"{first_path}: the head has {centers.shape[0]} class; curate needs at least 2")
     cr = (first.get("config") or {}).get("cr", "paper")

@@ -1,5 +1,6 @@
 """The report's files: samples.csv, classes.csv, summary.json and report.txt (written into a folder
 that the caller renames into place when everything is there)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,11 +8,19 @@ import json
 
 import numpy as np
 
-from .flags import DUPLICATE, LOW_QUALITY, MISLABELED
+from .settings import DUPLICATE, LOW_QUALITY, MISLABELED
 
 SAMPLE_COLUMNS = ("key", "label", "ccs", "nnccs", "nearest_class", "cr", "quality", "flags")
-CLASS_COLUMNS = ("class", "name", "count", "mean_ccs", "nearest_class", "center_cosine", "likely_mislabeled",
-                 "duplicate_identity")
+CLASS_COLUMNS = (
+    "class",
+    "name",
+    "count",
+    "mean_ccs",
+    "nearest_class",
+    "center_cosine",
+    "likely_mislabeled",
+    "duplicate_identity",
+)
 
 
 def _number(value: float) -> str:
@@ -23,11 +32,27 @@ def write_samples_csv(path: str, keys: list[str], samples, flags) -> None:
         writer = csv.writer(file)
         writer.writerow(SAMPLE_COLUMNS)
         for row in range(len(samples)):
-            marks = [name for name, values in ((MISLABELED, flags.mislabeled), (DUPLICATE, flags.duplicate),
-                                               (LOW_QUALITY, flags.low_quality)) if values[row]]
-            writer.writerow((keys[row], int(samples.label[row]), _number(samples.ccs[row]),
-                             _number(samples.nnccs[row]), int(samples.nearest_class[row]), _number(samples.cr[row]),
-                             _number(samples.quality[row]), ";".join(marks)))
+            marks = [
+                name
+                for name, values in (
+                    (MISLABELED, flags.mislabeled),
+                    (DUPLICATE, flags.duplicate),
+                    (LOW_QUALITY, flags.low_quality),
+                )
+                if values[row]
+            ]
+            writer.writerow(
+                (
+                    keys[row],
+                    int(samples.label[row]),
+                    _number(samples.ccs[row]),
+                    _number(samples.nnccs[row]),
+                    int(samples.nearest_class[row]),
+                    _number(samples.cr[row]),
+                    _number(samples.quality[row]),
+                    ";".join(marks),
+                )
+            )
 
 
 def write_classes_csv(path: str, names: list[str], totals, neighbors, flags, samples) -> None:
@@ -36,9 +61,18 @@ def write_classes_csv(path: str, names: list[str], totals, neighbors, flags, sam
         writer = csv.writer(file)
         writer.writerow(CLASS_COLUMNS)
         for cls in range(len(names)):
-            writer.writerow((cls, names[cls], int(totals.count[cls]), _number(totals.mean_ccs[cls]),
-                             int(neighbors.nearest_class[cls]), _number(neighbors.cosine[cls]),
-                             int(mislabeled_per_class[cls]), int(flags.duplicate_class[cls])))
+            writer.writerow(
+                (
+                    cls,
+                    names[cls],
+                    int(totals.count[cls]),
+                    _number(totals.mean_ccs[cls]),
+                    int(neighbors.nearest_class[cls]),
+                    _number(neighbors.cosine[cls]),
+                    int(mislabeled_per_class[cls]),
+                    int(flags.duplicate_class[cls]),
+                )
+            )
 
 
 def write_json(path: str, payload: dict) -> None:
@@ -69,19 +103,28 @@ def report_text(summary: dict) -> str:
     lines += ["", "Thresholds (options): " + ", ".join(f"{key} = {value:g}" for key, value in settings.items())]
     if np.isfinite(summary.get("low_quality_threshold", float("nan"))):
         lines.append(f"  (low quality: predicted quality <= {summary['low_quality_threshold']:.6g})")
-    lines += ["", "Duplicate identity candidates (highest mutual nearest share first, then center cosine):",
-              "  share   cosine  flagged  classes  (supporting samples; of which closer to the other center)"]
+    lines += [
+        "",
+        "Duplicate identity candidates (highest mutual nearest share first, then center cosine):",
+        "  share   cosine  flagged  classes  (supporting samples; of which closer to the other center)",
+    ]
     for pair in summary["duplicate_pairs"][:20]:
-        lines.append(f"  {pair['share']:.3f}  {pair['cosine']:+.3f}  {'yes' if pair['flagged'] else 'no ':7s}  "
-                     f"{pair['first_name']} / "
-                     f"{pair['second_name']}  ({pair['supporting']}; {pair['supporting_mislabeled']})")
-    lines += ["", "Most suspicious samples (likely mislabeled, highest NNCCS - CCS first):",
-              "  NNCCS-CCS   CCS     NNCCS   given -> nearest   key"]
+        lines.append(
+            f"  {pair['share']:.3f}  {pair['cosine']:+.3f}  {'yes' if pair['flagged'] else 'no ':7s}  "
+            f"{pair['first_name']} / "
+            f"{pair['second_name']}  ({pair['supporting']}; {pair['supporting_mislabeled']})"
+        )
+    lines += [
+        "",
+        "Most suspicious samples (likely mislabeled, highest NNCCS - CCS first):",
+        "  NNCCS-CCS   CCS     NNCCS   given -> nearest   key",
+    ]
     for sample in summary["most_suspicious"][:20]:
-        lines.append(f"  {sample['nnccs'] - sample['ccs']:+.3f}    {sample['ccs']:+.3f}  {sample['nnccs']:+.3f}  "
-                     f"{sample['label_name']} -> {sample['nearest_name']}   {sample['key']}")
-    lines += ["", "Files: samples.csv, classes.csv, summary.json, ccs_vs_nnccs.png, cr_histogram.png, "
-              "suspicious.png"]
+        lines.append(
+            f"  {sample['nnccs'] - sample['ccs']:+.3f}    {sample['ccs']:+.3f}  {sample['nnccs']:+.3f}  "
+            f"{sample['label_name']} -> {sample['nearest_name']}   {sample['key']}"
+        )
+    lines += ["", "Files: samples.csv, classes.csv, summary.json, ccs_vs_nnccs.png, cr_histogram.png, suspicious.png"]
     return "\n".join(lines) + "\n"
 
 

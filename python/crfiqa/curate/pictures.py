@@ -4,6 +4,7 @@ nearest class.
 
 Drawn on matplotlib's Agg canvas directly (no pyplot, no backend change).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,10 +37,26 @@ def plot_ccs_nnccs(path: str, samples, flags) -> None:
     flagged = flags.mislabeled[shown]
     x, y = samples.ccs[shown], samples.nnccs[shown]
     size = max(1.0, min(12.0, 20_000 / max(len(shown), 1)))
-    axes.scatter(x[~flagged], y[~flagged], s=size, alpha=0.5, color="tab:blue", linewidths=0, rasterized=True,
-                 label=f"other samples ({int((~flags.mislabeled).sum()):,})")
-    axes.scatter(x[flagged], y[flagged], s=size * 1.5, alpha=0.8, color="tab:red", linewidths=0, rasterized=True,
-                 label=f"likely mislabeled ({int(flags.mislabeled.sum()):,})")
+    axes.scatter(
+        x[~flagged],
+        y[~flagged],
+        s=size,
+        alpha=0.5,
+        color="tab:blue",
+        linewidths=0,
+        rasterized=True,
+        label=f"other samples ({int((~flags.mislabeled).sum()):,})",
+    )
+    axes.scatter(
+        x[flagged],
+        y[flagged],
+        s=size * 1.5,
+        alpha=0.8,
+        color="tab:red",
+        linewidths=0,
+        rasterized=True,
+        label=f"likely mislabeled ({int(flags.mislabeled.sum()):,})",
+    )
     low = float(min(np.nanmin(x), np.nanmin(y), 0.0)) - 0.05
     high = float(max(np.nanmax(x), np.nanmax(y))) + 0.05
     axes.plot([low, high], [low, high], color="black", linewidth=1, linestyle="--", label="NNCCS = CCS")
@@ -62,10 +79,18 @@ def plot_cr_histogram(path: str, samples, flags, cr_formula: str) -> None:
     finite = np.isfinite(samples.cr)
     cr = samples.cr[finite]
     bins = np.linspace(float(cr.min()), float(cr.max()) + 1e-6, 61) if len(cr) else 10
-    axes.hist([cr[~flags.mislabeled[finite]], cr[flags.mislabeled[finite]]], bins=bins, stacked=True,
-              color=["tab:blue", "tab:red"], label=["other samples", "likely mislabeled"])
-    axes.set_xlabel(f"CR ({cr_formula}: " + ("CCS / (NNCCS + 1 + 1e-9)" if cr_formula == "paper"
-                                             else "CCS / max(NNCCS, -1e-12)") + ")")
+    axes.hist(
+        [cr[~flags.mislabeled[finite]], cr[flags.mislabeled[finite]]],
+        bins=bins,
+        stacked=True,
+        color=["tab:blue", "tab:red"],
+        label=["other samples", "likely mislabeled"],
+    )
+    axes.set_xlabel(
+        f"CR ({cr_formula}: "
+        + ("CCS / (NNCCS + 1 + 1e-9)" if cr_formula == "paper" else "CCS / max(NNCCS, -1e-12)")
+        + ")"
+    )
     axes.set_ylabel("samples")
     axes.set_title(f"Certainty ratio of {len(cr):,} samples")
     axes.legend(fontsize=8)
@@ -86,8 +111,9 @@ def _picture(dataset, index: int) -> np.ndarray | None:
     return np.clip(np.transpose(image, (1, 2, 0)) * 0.5 + 0.5, 0.0, 1.0)  # (x − 0.5) / 0.5 undone
 
 
-def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class_names: list[str], keys: list[str],
-                  rows: int = 12) -> int:
+def contact_sheet(
+    path: str, dataset, samples, flags, typical: np.ndarray, class_names: list[str], keys: list[str], rows: int = 12
+) -> int:
     """Rows: the most suspicious samples (highest NNCCS − CCS among the likely mislabeled), then the best
     sample (highest predicted quality) of the given class and of the nearest class. Returns the rows drawn."""
     candidates = np.flatnonzero(flags.mislabeled)
@@ -101,8 +127,11 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
     for row, sample in enumerate(order):
         given, nearest = int(samples.label[sample]), int(samples.nearest_class[sample])
         panels = (
-            (_picture(dataset, samples.index[sample]), f"{os.path.basename(keys[sample])[:28]}\n"
-             f"CCS {samples.ccs[sample]:+.2f} NNCCS {samples.nnccs[sample]:+.2f}"),
+            (
+                _picture(dataset, samples.index[sample]),
+                f"{os.path.basename(keys[sample])[:28]}\n"
+                f"CCS {samples.ccs[sample]:+.2f} NNCCS {samples.nnccs[sample]:+.2f}",
+            ),
             (_picture(dataset, typical[given]), f"given: {class_names[given][:24]}"),
             (_picture(dataset, typical[nearest]), f"nearest: {class_names[nearest][:24]}"),
         )
@@ -117,8 +146,11 @@ def contact_sheet(path: str, dataset, samples, flags, typical: np.ndarray, class
             axes.set_xlabel(caption, fontsize=7)
             if row == 0:
                 axes.set_title(columns[column], fontsize=9)
-    figure.suptitle("Most suspicious samples: the sample, then the best sample (highest quality) of its given "
-                    "class and of its nearest class", fontsize=8)
+    figure.suptitle(
+        "Most suspicious samples: the sample, then the best sample (highest quality) of its given "
+        "class and of its nearest class",
+        fontsize=8,
+    )
     figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / height))
     _save(figure, path)
     return len(order)

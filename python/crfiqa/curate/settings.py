@@ -1,6 +1,7 @@
 """The curate options' settings and names, light to import (the command's ``--help`` reads them):
 the flags' names, thresholds and rules (see :mod:`.flags` for how they are computed) and the methods
 of the class-center neighbour search (see :mod:`.centers`)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -29,12 +30,12 @@ class FlagSettings:
     def rules(self) -> dict[str, str]:
         return {
             MISLABELED: f"NNCCS - CCS > {self.mislabel_margin:g} (the nearest other class center is closer than "
-                        "the sample's own; CCS: cosine to its own class center, NNCCS: to the nearest other one), "
-                        "unless that class is a flagged duplicate of its own",
+            "the sample's own; CCS: cosine to its own class center, NNCCS: to the nearest other one), "
+            "unless that class is a flagged duplicate of its own",
             DUPLICATE: f"two classes where at least {self.duplicate_share:.0%} of each class's samples have the other "
-                       f"as nearest other class (mutual nearest share), or whose centers' cosine is >= "
-                       f"{self.duplicate_cosine:g}; supporting samples: those of either class whose nearest other "
-                       "class is the other one; ranked by mutual nearest share, then center cosine",
+            f"as nearest other class (mutual nearest share), or whose centers' cosine is >= "
+            f"{self.duplicate_cosine:g}; supporting samples: those of either class whose nearest other "
+            "class is the other one; ranked by mutual nearest share, then center cosine",
             LOW_QUALITY: f"among the {self.low_quality_fraction:.1%} of samples with the lowest predicted quality",
         }
 

@@ -5,6 +5,7 @@ against every class center (forward only, tiled over the classes: never batch ×
 kept is O(samples) (five numbers per sample) and O(classes) (count, CCS sum, best sample);
 embeddings are dropped after their batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -117,14 +118,25 @@ def sample_stats(
             nearest[rows] = stats.nn_index.cpu().numpy()
             cr[rows] = batch_cr.cpu().numpy()
             quality[rows] = predicted.float().reshape(-1).cpu().numpy()
-            _add_to_classes(label[rows], ccs[rows], nnccs[rows], quality[rows], index[rows], class_count, ccs_sum,
-                            best_quality, typical)
+            _add_to_classes(
+                label[rows],
+                ccs[rows],
+                nnccs[rows],
+                quality[rows],
+                index[rows],
+                class_count,
+                ccs_sum,
+                best_quality,
+                typical,
+            )
     if filled == 0:
-        raise CurateError(f"{name}: none of the {count} samples could be read ({skipped.items[0].name}: "
-                          f"{skipped.items[0].reason})")
+        raise CurateError(
+            f"{name}: none of the {count} samples could be read ({skipped.items[0].name}: {skipped.items[0].reason})"
+        )
     keep = slice(0, filled)
-    samples = SampleStats(index[keep], label[keep], ccs[keep], nnccs[keep], nearest[keep], cr[keep], quality[keep],
-                          skipped)
+    samples = SampleStats(
+        index[keep], label[keep], ccs[keep], nnccs[keep], nearest[keep], cr[keep], quality[keep], skipped
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_ccs = np.where(class_count > 0, ccs_sum / np.maximum(class_count, 1), np.nan)
     return samples, ClassTotals(class_count, mean_ccs, typical)

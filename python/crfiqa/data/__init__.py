@@ -1,4 +1,5 @@
 """Datasets (insightface RecordIO, image folders, file lists), decoding and normalization."""
+
 from ..formats import read_image_list
 from .image_folder import (
     IMAGE_EXTENSIONS,

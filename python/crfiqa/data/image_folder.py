@@ -1,4 +1,5 @@
 """Datasets of image files: a folder per identity (training) and a flat list of paths (scoring)."""
+
 from __future__ import annotations
 
 import os

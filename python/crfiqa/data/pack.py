@@ -1,4 +1,5 @@
 """``crfiqa pack``: image files with identity labels → an insightface ``.rec``/``.idx`` training set."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,11 @@ def labelled_images(source: str | os.PathLike) -> list[tuple[str, int]]:
     source = os.fspath(source)
     if os.path.isdir(source):
         identities = sorted(entry.name for entry in os.scandir(source) if entry.is_dir())
-        samples = [(path, label) for label, identity in enumerate(identities)
-                   for path in find_images(os.path.join(source, identity))]
+        samples = [
+            (path, label)
+            for label, identity in enumerate(identities)
+            for path in find_images(os.path.join(source, identity))
+        ]
         if not samples:
             raise ValueError(f"no images found in identity folders under {source}")
         return samples
@@ -29,8 +33,9 @@ def labelled_images(source: str | os.PathLike) -> list[tuple[str, int]]:
     return read_labelled_list(source)
 
 
-def pack_images(samples: list[tuple[str, int]], rec_path: str | os.PathLike, *, overwrite: bool = False,
-                progress: bool = True) -> tuple[int, int]:
+def pack_images(
+    samples: list[tuple[str, int]], rec_path: str | os.PathLike, *, overwrite: bool = False, progress: bool = True
+) -> tuple[int, int]:
     """Write ``samples`` into ``rec_path`` and its ``.idx``; returns ``(images, identities)``.
 
     JPEG and PNG files are stored byte for byte (after checking that they decode), others as JPEG.

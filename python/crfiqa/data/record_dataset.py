@@ -5,6 +5,7 @@ have keys ``1 … a−1`` and the identity records keys ``a … b−1`` (one per
 range of its image keys). An image record's label is the identity id (a float, or the first of
 its labels when ``flag > 0``). Without the two labels on record 0 every record is an image.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,11 +96,15 @@ class RecordDataset(torch.utils.data.Dataset):
         pixels, header, _ = item
         label = header.label if header.flag == 0 else header.label[0]
         if not math.isfinite(label) or label != int(label) or label < 0:
-            raise ValueError(f"{self.reader.rec_path}: record {self.keys[index]} has label {label}, "
-                             "not an identity number (a whole number ≥ 0)")
+            raise ValueError(
+                f"{self.reader.rec_path}: record {self.keys[index]} has label {label}, "
+                "not an identity number (a whole number ≥ 0)"
+            )
         if self.label_bound is not None and label >= self.label_bound:
-            raise ValueError(f"{self.reader.rec_path}: record {self.keys[index]} has label {int(label)}, but there "
-                             f"are {self.label_bound} identities (labels 0 … {self.label_bound - 1})")
+            raise ValueError(
+                f"{self.reader.rec_path}: record {self.keys[index]} has label {int(label)}, but there "
+                f"are {self.label_bound} identities (labels 0 … {self.label_bound - 1})"
+            )
         return pixels, int(label)
 
 
@@ -155,6 +160,10 @@ def write_records(rec_path: str | os.PathLike, identities: Sequence[int], encode
             writer.write(0, pack_image_record((first_identity, first_identity + len(first_key)), b""))
 
     # The .rec is renamed into place first, the .idx last: a reader finds both complete or the old pair.
-    write_atomically(idx_path, lambda idx_temporary: write_atomically(
-        rec_path, lambda rec_temporary: write_both(rec_temporary, idx_temporary)))
+    write_atomically(
+        idx_path,
+        lambda idx_temporary: write_atomically(
+            rec_path, lambda rec_temporary: write_both(rec_temporary, idx_temporary)
+        ),
+    )
     return len(order)

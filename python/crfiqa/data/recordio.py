@@ -13,6 +13,7 @@ A payload starts with the image-record header ``IfQQ`` (flag, float32 label, id,
 ``flag > 0`` the label field is unused and ``flag`` float32 labels follow the header. The rest of
 the payload is the encoded image.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,13 +59,13 @@ def unpack_image_record(payload: bytes) -> tuple[ImageHeader, bytes]:
             f"payload of {len(payload)} bytes is shorter than the {_IMAGE_HEADER.size}-byte header"
         )
     flag, label, id_, id2 = _IMAGE_HEADER.unpack_from(payload)
-    body = payload[_IMAGE_HEADER.size:]
+    body = payload[_IMAGE_HEADER.size :]
     if flag == 0:
         return ImageHeader(0, label, id_, id2), body
     if len(body) < 4 * flag:
         raise CorruptRecordError(f"header announces {flag} labels but only {len(body)} bytes follow")
     labels = tuple(float(x) for x in np.frombuffer(body, dtype="<f4", count=flag))
-    return ImageHeader(flag, labels, id_, id2), body[4 * flag:]
+    return ImageHeader(flag, labels, id_, id2), body[4 * flag :]
 
 
 def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
@@ -184,9 +185,9 @@ class RecordWriter:
 
 def _split_at_magic(payload: bytes) -> list[tuple[int, bytes]]:
     """The parts of ``payload`` split at each 4-byte aligned magic number, with their cflags."""
-    cuts = [i for i in range(0, len(payload) - 3, 4) if payload[i:i + 4] == _MAGIC_BYTES]
+    cuts = [i for i in range(0, len(payload) - 3, 4) if payload[i : i + 4] == _MAGIC_BYTES]
     if not cuts:
         return [(_WHOLE, payload)]
     starts, ends = [0, *(cut + 4 for cut in cuts)], [*cuts, len(payload)]
     flags = [_FIRST, *[_MIDDLE] * (len(cuts) - 1), _LAST]
-    return [(flag, payload[start:end]) for flag, start, end in zip(flags, starts, ends)]
+    return [(flag, payload[start:end]) for flag, start, end in zip(flags, starts, ends, strict=True)]

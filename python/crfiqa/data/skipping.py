@@ -4,6 +4,7 @@ Datasets return a :class:`Skipped` marker instead of raising; :func:`collate` dr
 from a batch and hands them on, and a :class:`SkipLog` in the consuming process keeps the tally
 (DataLoader workers are separate processes, so the count travels with the batches).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

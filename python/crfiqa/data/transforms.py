@@ -2,6 +2,7 @@
 
 Input convention (the authors'): RGB, ``(x / 255 − 0.5) / 0.5`` ∈ [−1, 1], square ``size × size``.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """The self-contained demo: CR-FIQA trained and checked on degraded handwritten digits."""
+
 from .degradations import KINDS, degrade
 from .digits import DegradedDigits, make_digits
 from .run import DemoSettings, run_demo

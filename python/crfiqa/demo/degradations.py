@@ -3,6 +3,7 @@
 They act on grayscale float images in [0, 1] and are drawn from a numpy Generator, so a seed fixes
 every image. The strengths span "barely visible" to "hard to recognize" for 32×32 digits.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def occlusion(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     if side > 0:
         top = rng.integers(0, image.shape[0] - side + 1)
         left = rng.integers(0, image.shape[1] - side + 1)
-        out[top:top + side, left:left + side] = rng.uniform(0.0, 1.0)
+        out[top : top + side, left : left + side] = rng.uniform(0.0, 1.0)
     return out
 
 

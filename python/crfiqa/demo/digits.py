@@ -5,6 +5,7 @@ Every image is upscaled to ``size × size`` and degraded by one of the four degr
 strength drawn uniformly from [0, 1]; kind and strength are recorded. The digit plays the identity.
 Training and held-out images come from disjoint source images (a stratified split).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def _degraded(images, labels, sources, copies, rng) -> DegradedDigits:
     source = np.repeat(sources, copies)
     strength = rng.uniform(0.0, 1.0, count)
     kind = rng.integers(0, len(KINDS), count)
-    out = np.stack([degrade(images[s], KINDS[k], u, rng) for s, k, u in zip(source, kind, strength)])
+    out = np.stack([degrade(images[s], KINDS[k], u, rng) for s, k, u in zip(source, kind, strength, strict=True)])
     pixels = torch.from_numpy(out.astype(np.float32) * 255.0)[:, None].expand(-1, 3, -1, -1)
     return DegradedDigits(normalize(pixels).contiguous(), torch.from_numpy(labels[source]), strength, kind, source)
 

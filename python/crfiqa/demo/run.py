@@ -11,6 +11,7 @@
      fixed where 10 % of genuine pairs fail before discarding, against random rejection (which keeps
      the FNMR at its starting value in expectation) and against the recorded strength itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,21 +84,25 @@ def _genuine_edc(held_out: DegradedDigits, embeddings: np.ndarray, quality: np.n
     return {"CR-FIQA quality": predicted, "known degradation strength": known, "random rejection (one draw)": random}
 
 
-def run_demo(out_dir: str | None = None, settings: DemoSettings = DemoSettings(), *, progress: bool = True,
-             echo=print) -> dict:
+def run_demo(
+    out_dir: str | None = None, settings: DemoSettings = DemoSettings(), *, progress: bool = True, echo=print
+) -> dict:
     """Run the demo; returns the metrics (also written to ``out_dir/metrics.json`` with ``edc.png``)."""
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     train_set, held_out = make_digits(settings.image_size, train_copies=settings.train_copies, seed=settings.seed)
-    echo(f"CR-FIQA demo: scikit-learn digits, {len(train_set)} training / {len(held_out)} held-out degraded "
-         f"images of {NUM_CLASSES} identities (the digits); degradations: {', '.join(KINDS)}")
+    echo(
+        f"CR-FIQA demo: scikit-learn digits, {len(train_set)} training / {len(held_out)} held-out degraded "
+        f"images of {NUM_CLASSES} identities (the digits); degradations: {', '.join(KINDS)}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = os.path.join(out_dir, "model") if out_dir else scratch
         if out_dir and run_files(model_dir):
             shutil.rmtree(model_dir)  # the model of an earlier demo here: this run makes it again
         train_started = time.perf_counter()
-        result = train(settings.train_config(), train_set, model_dir, device="cpu",
-                       max_steps=settings.max_steps, progress=progress)
+        result = train(
+            settings.train_config(), train_set, model_dir, device="cpu", max_steps=settings.max_steps, progress=progress
+        )
         train_seconds = time.perf_counter() - train_started
         model = TorchQualityModel(result.backbone, "cpu")
     embeddings, quality = model(held_out.images)
@@ -118,7 +123,7 @@ def run_demo(out_dir: str | None = None, settings: DemoSettings = DemoSettings()
         "spearman_p_value": float(p_value),
         "spearman_by_kind": by_kind,
         "sign_convention": "Spearman rho(predicted quality, degradation strength); negative = quality falls "
-                           "as degradation grows",
+        "as degradation grows",
         "edc": {
             "protocol": "EDC, ISO/IEC 29794-1:2024: pairwise quality = min, threshold fixed before discarding",
             "genuine_pairs": int(predicted.comparison_count),
@@ -158,13 +163,21 @@ def _print_summary(metrics: dict, echo) -> None:
     fnmr, pauc = edc["fnmr_at_discard_limit"], edc["pauc"]
     kinds = ", ".join(f"{kind} {value:+.2f}" for kind, value in metrics["spearman_by_kind"].items())
     echo(f"trained {training['steps']} steps in {training['seconds']:.1f} s")
-    echo(f"Spearman rho(predicted quality, degradation strength) = {metrics['spearman']:+.3f} "
-         f"(p = {metrics['spearman_p_value']:.1e}; negative: more degraded -> lower quality)")
+    echo(
+        f"Spearman rho(predicted quality, degradation strength) = {metrics['spearman']:+.3f} "
+        f"(p = {metrics['spearman_p_value']:.1e}; negative: more degraded -> lower quality)"
+    )
     echo(f"  per degradation: {kinds}")
-    echo(f"EDC over {edc['genuine_pairs']} genuine held-out pairs, threshold fixed at starting FNMR "
-         f"{edc['starting_fnmr']:.3f}:")
-    echo(f"  FNMR after discarding {limit:.0%}: CR-FIQA {fnmr['CR-FIQA quality']:.3f}, known degradation "
-         f"strength {fnmr['known degradation strength']:.3f}, random rejection {edc['starting_fnmr']:.3f}")
-    echo(f"  pAUC up to {limit:.0%} discarded: CR-FIQA {pauc['CR-FIQA quality']:.4f} vs random rejection "
-         f"{pauc['random rejection (expected)']:.4f} ({edc['pauc_reduction_vs_random']:.0%} lower)")
+    echo(
+        f"EDC over {edc['genuine_pairs']} genuine held-out pairs, threshold fixed at starting FNMR "
+        f"{edc['starting_fnmr']:.3f}:"
+    )
+    echo(
+        f"  FNMR after discarding {limit:.0%}: CR-FIQA {fnmr['CR-FIQA quality']:.3f}, known degradation "
+        f"strength {fnmr['known degradation strength']:.3f}, random rejection {edc['starting_fnmr']:.3f}"
+    )
+    echo(
+        f"  pAUC up to {limit:.0%} discarded: CR-FIQA {pauc['CR-FIQA quality']:.4f} vs random rejection "
+        f"{pauc['random rejection (expected)']:.4f} ({edc['pauc_reduction_vs_random']:.0%} lower)"
+    )
     echo(f"total {metrics['runtime_seconds']:.1f} s")

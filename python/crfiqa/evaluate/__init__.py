@@ -11,6 +11,7 @@ Two curve protocols, named everywhere they are reported:
 The command line is ``crfiqa evaluate`` (or ``python -m crfiqa.evaluate``): :mod:`.inputs` reads and
 joins the files, :mod:`.evaluation` computes the curves, :mod:`.report` writes the results.
 """
+
 from ..formats import (
     PairList,
     read_pair_list,

@@ -1,4 +1,5 @@
 """``python -m crfiqa.evaluate``: the same command as ``crfiqa evaluate``."""
+
 import sys
 
 from ..commands.evaluate import main

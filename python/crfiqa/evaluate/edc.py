@@ -16,6 +16,7 @@ The curve is a step function: each point's error holds until the next point. :fu
 integrates it stepwise up to a discard limit, and returns the same area for the theoretical best
 curve — the one where exactly the erroneous comparisons go first — so that it can be subtracted.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -18,6 +18,7 @@ Protocol ("ERC, CR-FIQA protocol"), kept for reproducing the paper's tables:
 ``erc_auc`` is the trapezoid area over ``[0, 0.95]``. Unlike the EDC (:mod:`.edc`) the threshold
 moves, so this curve mixes quality assessment with threshold drift; use the EDC for new work.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def erc_curve(similarity, mated, pair_quality, *, fmr: float = 1e-3) -> ErcCurve
     steps = len(ERC_DISCARD_FRACTIONS)
     fnmr, fitted_fmr, thresholds = np.full(steps, np.nan), np.full(steps, np.nan), np.full(steps, np.nan)
     for step, fraction in enumerate(ERC_DISCARD_FRACTIONS):
-        kept = order[int(fraction * count):]
+        kept = order[int(fraction * count) :]
         kept_mated = mated[kept]
         if kept_mated.all() or not kept_mated.any():
             continue

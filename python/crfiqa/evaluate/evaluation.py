@@ -4,6 +4,7 @@ Comparison scores are cosine similarities of the embeddings; the pairwise qualit
 the two images' scores. ``warnings`` says where a threshold rests on too few comparisons to be
 resolved (an FMR of 1e-3 needs at least 1,000 non-mated comparisons).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ def evaluate(inputs: Inputs, rule: ThresholdRule, erc_fmrs: list[float], pauc_li
     warnings += [warning] if warning else []
     warnings += [w for fmr in erc_fmrs if (w := unresolved_fmr(fmr, int((~mated).sum()), "ERC"))]
     first, second = inputs.first, inputs.second
-    edc = {name: edc_curve(similarity, mated, q[first], q[second], threshold=threshold)
-           for name, q in inputs.quality.items()}
+    edc = {
+        name: edc_curve(similarity, mated, q[first], q[second], threshold=threshold)
+        for name, q in inputs.quality.items()
+    }
     pair_quality = {name: np.minimum(q[first], q[second]) for name, q in inputs.quality.items()}
     return Evaluation(
         pair_count=len(mated),
@@ -66,8 +69,10 @@ def evaluate(inputs: Inputs, rule: ThresholdRule, erc_fmrs: list[float], pauc_li
         pauc_limit=pauc_limit,
         edc=edc,
         areas={name: edc_pauc(curve, pauc_limit) for name, curve in edc.items()},
-        erc={fmr: {name: erc_curve(similarity, mated, q, fmr=fmr) for name, q in pair_quality.items()}
-             for fmr in erc_fmrs},
+        erc={
+            fmr: {name: erc_curve(similarity, mated, q, fmr=fmr) for name, q in pair_quality.items()}
+            for fmr in erc_fmrs
+        },
         warnings=warnings,
     )
 
@@ -87,8 +92,10 @@ def edc_threshold(similarity: np.ndarray, mated: np.ndarray, rule: ThresholdRule
         mated_count = int(mated.sum())
         warning = ""
         if 0 < rule.starting_fnmr * mated_count < 1:
-            warning = (f"a starting FNMR of {rule.starting_fnmr:g} needs at least {math.ceil(1 / rule.starting_fnmr):,} "
-                       f"mated pairs to be resolved; there are {mated_count:,}")
+            warning = (
+                f"a starting FNMR of {rule.starting_fnmr:g} needs at least {math.ceil(1 / rule.starting_fnmr):,} "
+                f"mated pairs to be resolved; there are {mated_count:,}"
+            )
         return threshold, f"FNMR = {rule.starting_fnmr:g} over the mated comparisons", warning
     fmr = DEFAULT_EDC_FMR if rule.fmr is None else rule.fmr
     threshold = threshold_at_fmr(similarity, mated, fmr)
@@ -99,5 +106,7 @@ def unresolved_fmr(fmr: float, non_mated: int, curve: str) -> str:
     """A warning when ``non_mated`` comparisons cannot resolve an FMR of ``fmr``, else ''."""
     if fmr <= 0 or fmr * non_mated >= 1:
         return ""
-    return (f"the {curve} threshold at FMR {fmr:g} needs at least {math.ceil(1 / fmr):,} non-mated pairs to be "
-            f"resolved; there are {non_mated:,}, so it sits at the highest non-mated score")
+    return (
+        f"the {curve} threshold at FMR {fmr:g} needs at least {math.ceil(1 / fmr):,} non-mated pairs to be "
+        f"resolved; there are {non_mated:,}, so it sits at the highest non-mated score"
+    )

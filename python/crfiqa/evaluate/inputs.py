@@ -4,6 +4,7 @@ Pairs and quality files name images; a name becomes an embedding row through ``-
 (:class:`crfiqa.formats.NameIndex`: exact name, else a unique file name without folder and
 extension) or, without ``--names``, as a row number (``00012`` = row 12, the authors' convention).
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,9 @@ def parse_methods(specs: list[str]) -> dict[str, str]:
     return methods
 
 
-def load_inputs(embeddings: str, pairs: str, names: str | None, methods: dict[str, str],
-                lower_is_better: list[str]) -> Inputs:
+def load_inputs(
+    embeddings: str, pairs: str, names: str | None, methods: dict[str, str], lower_is_better: list[str]
+) -> Inputs:
     """Read and join every input file; ``ValueError`` naming the file (and line) for anything wrong."""
     unknown = set(lower_is_better) - set(methods)
     if unknown:
@@ -79,8 +81,10 @@ class _Rows:
         if row is None and self.index is not None:
             raise ValueError(f"{where}: {name!r} is not among the names in {self.index.source}")
         if row is None:
-            raise ValueError(f"{where}: {name!r} is not a row number below {self.count} "
-                             "(give --names to name the rows, e.g. the scores file written with the embeddings)")
+            raise ValueError(
+                f"{where}: {name!r} is not a row number below {self.count} "
+                "(give --names to name the rows, e.g. the scores file written with the embeddings)"
+            )
         return row
 
     def find(self, name: str, where: str) -> int | None:
@@ -137,5 +141,7 @@ def _load_quality(path: str, rows: _Rows, first: np.ndarray, second: np.ndarray)
     used = np.unique(np.concatenate([first, second]))
     missing = used[~np.isfinite(quality[used])]
     if missing.size:
-        raise ValueError(f"{path}: no finite score for {missing.size} compared images, e.g. rows {missing[:5].tolist()}")
+        raise ValueError(
+            f"{path}: no finite score for {missing.size} compared images, e.g. rows {missing[:5].tolist()}"
+        )
     return quality

@@ -2,6 +2,7 @@
 
 Drawn on matplotlib's Agg canvas directly, so nothing depends on (or changes) the pyplot backend.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ def plot_edc(curves: Mapping[str, EdcCurve], path: str | os.PathLike, *, discard
     first = next(iter(curves.values()))
     for name, curve in curves.items():
         area = edc_pauc(curve, discard_limit)
-        axes.step(curve.discard_fractions, curve.error_fractions, where="post",
-                  label=f"{name} (pAUC {area.pauc:.4f}, −best {area.relative:.4f})")
+        axes.step(
+            curve.discard_fractions,
+            curve.error_fractions,
+            where="post",
+            label=f"{name} (pAUC {area.pauc:.4f}, −best {area.relative:.4f})",
+        )
     best_discard, best_error = edc_theoretical_best(first)
     axes.step(best_discard, best_error, where="post", color="gray", linestyle="--", label="theoretical best")
     axes.axvline(discard_limit, color="gray", linewidth=0.8, linestyle=":")
@@ -46,8 +51,9 @@ def plot_erc(curves: Mapping[str, ErcCurve], path: str | os.PathLike) -> None:
     axes = figure.add_subplot()
     first = next(iter(curves.values()))
     for name, curve in curves.items():
-        axes.plot(curve.discard_fractions, curve.fnmr, marker="o", markersize=3,
-                  label=f"{name} (AUC {erc_auc(curve):.4f})")
+        axes.plot(
+            curve.discard_fractions, curve.fnmr, marker="o", markersize=3, label=f"{name} (AUC {erc_auc(curve):.4f})"
+        )
     axes.set_xlim(0, 0.95)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("ratio of discarded pairs")

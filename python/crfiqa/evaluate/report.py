@@ -1,4 +1,5 @@
 """The outputs of ``crfiqa evaluate``: ``evaluation.json``, ``report.txt`` (the tables) and the plots."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def write_outputs(evaluation: Evaluation, sources: dict, output_dir: str) -> str
     for fmr, curves in evaluation.erc.items():
         plot_erc(curves, output / f"erc_fmr{fmr:.0e}.png")
     report = text_report(evaluation)
-    write_text_atomically(output / "evaluation.json", json.dumps(_json_safe(results(evaluation, sources)), indent=1) + "\n")
+    write_text_atomically(
+        output / "evaluation.json", json.dumps(_json_safe(results(evaluation, sources)), indent=1) + "\n"
+    )
     write_text_atomically(output / "report.txt", report + "\n")
     return report
 

@@ -6,6 +6,7 @@ template are averaged, the media features summed, and the result L2-normalized. 
 compare by cosine similarity. TAR at FAR is read off the ROC (scikit-learn's ``roc_curve``) at the
 point whose FAR is nearest the target, the highest TAR among equally near points.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -1,4 +1,5 @@
 """Input checks shared by the evaluation functions: every bad argument is named before any work."""
+
 from __future__ import annotations
 
 import numpy as np

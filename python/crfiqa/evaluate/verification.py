@@ -7,6 +7,7 @@ cannot run code: any reference to a global (a class, a function) is refused befo
 resolved. Images stay encoded in memory and are decoded batch by batch, so several sets fit in a
 few hundred megabytes.
 """
+
 from __future__ import annotations
 
 import codecs

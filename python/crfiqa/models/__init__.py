@@ -1,4 +1,5 @@
 """Backbones: the iResNet family with CR-FIQA's quality head, and loading released weights."""
+
 from .iresnet import (
     STAGE_DEPTHS,
     IResNet,

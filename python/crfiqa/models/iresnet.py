@@ -15,6 +15,7 @@ halves the resolution, so a ``112×112`` input reaches ``fc`` as ``512×7×7``.
 ``widths`` and ``input_size`` are parameters so that small models for small inputs (the demo) share
 the same code; the named constructors use the authors' widths and 112×112 inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,7 +108,7 @@ class IResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem, eps=BN_EPS)
         self.prelu = nn.PReLU(stem)
         in_channels = stem
-        for index, (depth, width) in enumerate(zip(depths, widths), start=1):
+        for index, (depth, width) in enumerate(zip(depths, widths, strict=True), start=1):
             blocks = [IBasicBlock(in_channels, width, stride=2)]
             blocks += [IBasicBlock(width, width) for _ in range(depth - 1)]
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
@@ -180,7 +181,7 @@ def config_from_state_dict(state_dict: dict, dropout: float = 0.4) -> dict:
     depths, widths = [], []
     for stage in range(1, 5):
         prefix = f"layer{stage}."
-        blocks = {key[len(prefix):].split(".", 1)[0] for key in state_dict if key.startswith(prefix)}
+        blocks = {key[len(prefix) :].split(".", 1)[0] for key in state_dict if key.startswith(prefix)}
         conv = state_dict.get(f"{prefix}0.conv1.weight")
         if not blocks or conv is None:
             raise ValueError(f"state_dict is not an iResNet: no '{prefix}0.conv1.weight'")

@@ -1,4 +1,5 @@
 """Load a backbone for inference from our training checkpoints or the authors' ``*backbone.pth``."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ def backbone_state_from_file(path: str | os.PathLike) -> tuple[dict, dict | None
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 (pickle, zip and weights-only errors alike: say which file failed)
         # torch's own message may advise weights_only=False, which would run code from the file: not repeated.
-        what = ("holds Python objects besides tensors, which are not loaded (only weights are)"
-                if "Unsupported global" in str(error) else "is not a PyTorch checkpoint (or is damaged)")
+        what = (
+            "holds Python objects besides tensors, which are not loaded (only weights are)"
+            if "Unsupported global" in str(error)
+            else "is not a PyTorch checkpoint (or is damaged)"
+        )
         raise ValueError(f"cannot read checkpoint {path}: it {what}") from None
     if not isinstance(payload, dict):
         raise ValueError(f"checkpoint {path} holds a {type(payload).__name__}, not a state dict")
@@ -30,7 +34,7 @@ def backbone_state_from_file(path: str | os.PathLike) -> tuple[dict, dict | None
     if "backbone" in payload and "model_config" in payload:
         payload, config = payload["backbone"], payload["model_config"]
     if payload and all(key.startswith("module.") for key in payload):
-        payload = {key[len("module."):]: value for key, value in payload.items()}
+        payload = {key[len("module.") :]: value for key, value in payload.items()}
     return payload, config
 
 
@@ -52,8 +56,18 @@ def _mismatch(expected: dict, found: dict) -> str:
     """What keeps ``found`` from loading into a model whose state dict is ``expected`` ('' if nothing)."""
     missing = [key for key in expected if key not in found]
     unexpected = [key for key in found if key not in expected]
-    shapes = [f"{key} {tuple(found[key].shape)} instead of {tuple(value.shape)}" for key, value in expected.items()
-              if key in found and getattr(found[key], "shape", None) != value.shape]
-    parts = [f"{len(items)} {label} (e.g. {items[0]})" for label, items in
-             (("missing keys", missing), ("unexpected keys", unexpected), ("tensors of another shape", shapes)) if items]
+    shapes = [
+        f"{key} {tuple(found[key].shape)} instead of {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in found and getattr(found[key], "shape", None) != value.shape
+    ]
+    parts = [
+        f"{len(items)} {label} (e.g. {items[0]})"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("tensors of another shape", shapes),
+        )
+        if items
+    ]
     return "; ".join(parts)

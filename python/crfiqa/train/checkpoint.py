@@ -4,6 +4,7 @@ A reader never sees a half-written checkpoint: ``os.replace`` is atomic on POSIX
 when source and target are on the same file system (hence the temporary file in the same folder).
 Checkpoints hold only tensors and plain Python values, so they load with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ The recipe (Boutros et al., CVPR 2023, and the authors' released training code):
 ArcFace margin s = 64, m = 0.5, CR-FIQA loss α = 10, β = 0.5, dropout 0.4 before the embedding.
 Checkpoints every ``checkpoint_every`` steps and at least every ``checkpoint_minutes`` of training.
 """
+
 from __future__ import annotations
 
 import dataclasses

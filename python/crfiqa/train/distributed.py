@@ -4,6 +4,7 @@ With ``WORLD_SIZE > 1`` (set by ``torchrun``) the backbone is wrapped in Distrib
 and the class centers are split over the ranks by ``crfiqa_kernels.ShardedMarginCCSHead``; NCCL on
 GPUs, gloo on CPUs.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,13 +62,22 @@ def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> n
     margin = ck.Margin(config.margin_s, config.margin_m1, config.margin_m2, config.margin_m3)
     if placement.world_size == 1:
         if config.sample_rate < 1:
-            raise ValueError(f"sample_rate {config.sample_rate} needs the sharded head: train with torchrun "
-                             "over more than one process, or with sample_rate 1")
-        head = ck.MarginCCSHead(num_classes, config.embedding_size, margin, margin_grad=config.margin_grad,
-                                backend=config.backend)
+            raise ValueError(
+                f"sample_rate {config.sample_rate} needs the sharded head: train with torchrun "
+                "over more than one process, or with sample_rate 1"
+            )
+        head = ck.MarginCCSHead(
+            num_classes, config.embedding_size, margin, margin_grad=config.margin_grad, backend=config.backend
+        )
     else:
-        head = ck.ShardedMarginCCSHead(num_classes, config.embedding_size, margin, sample_rate=config.sample_rate,
-                                       margin_grad=config.margin_grad, backend=config.backend)
+        head = ck.ShardedMarginCCSHead(
+            num_classes,
+            config.embedding_size,
+            margin,
+            sample_rate=config.sample_rate,
+            margin_grad=config.margin_grad,
+            backend=config.backend,
+        )
     return head.to(placement.device)
 
 

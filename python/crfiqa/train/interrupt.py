@@ -4,6 +4,7 @@ While :class:`StopRequests` is active, SIGINT and SIGTERM only record the reques
 it after each step, saves and raises :class:`TrainingInterrupted`. A second Ctrl-C stops at once
 (``KeyboardInterrupt``); checkpoints are written atomically, so every one on disk stays loadable.
 """
+
 from __future__ import annotations
 
 import signal
@@ -20,8 +21,10 @@ class TrainingInterrupted(Exception):
         self.signal_name = signal.Signals(signum).name
         self.exit_status = 128 + int(signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
         self.step, self.epoch, self.checkpoint = step, epoch, checkpoint
-        super().__init__(f"interrupted ({self.signal_name}) at step {step} (epoch {epoch}); checkpoint "
-                         f"{checkpoint}; resume with --resume")
+        super().__init__(
+            f"interrupted ({self.signal_name}) at step {step} (epoch {epoch}); checkpoint "
+            f"{checkpoint}; resume with --resume"
+        )
 
 
 class StopRequests:

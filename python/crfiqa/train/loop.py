@@ -5,6 +5,7 @@ global torch RNG (dropout), the flip generator, and the position (epoch, batches
 data order is a function of ``(seed, epoch)`` (DistributedSampler), so a resumed run skips the
 batches already done and continues with the very batches the uninterrupted run would have seen.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -157,9 +158,7 @@ class Trainer:
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
         saved, current = state["config"], self.config.to_dict()
         defaults = TrainConfig().to_dict()  # for options added since the checkpoint was written
-        changed = sorted(
-            k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k]
-        )
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k])
         if changed:
             raise ValueError(f"{path} was trained with other values of {changed}; resume with the same options")
         if state["world_size"] != self.placement.world_size:
@@ -229,8 +228,12 @@ class Trainer:
         result = TrainResult(step=self.position.step, epoch=self.position.epoch)
         log.info(f"config {config.to_dict()} classes={self.num_classes} processes={placement.world_size}")
         bar = tqdm(
-            total=total_steps, initial=self.position.step, disable=not (progress and placement.is_main),
-            desc="train", unit="step", dynamic_ncols=True,
+            total=total_steps,
+            initial=self.position.step,
+            disable=not (progress and placement.is_main),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
         )
         self.model.train()
         self.head.train()
@@ -259,8 +262,12 @@ class Trainer:
                             log.scalars(step, values)
                             result.history.append({"step": step, **values})
                             bar.set_postfix(
-                                loss=f"{values['loss']:.3f}", ce=f"{values['ce']:.3f}", q=f"{values['quality']:.4f}",
-                                cr=f"{values['mean_cr']:.3f}", img_s=f"{values['images_per_s']:.0f}", refresh=False,
+                                loss=f"{values['loss']:.3f}",
+                                ce=f"{values['ce']:.3f}",
+                                q=f"{values['quality']:.4f}",
+                                cr=f"{values['mean_cr']:.3f}",
+                                img_s=f"{values['images_per_s']:.0f}",
+                                refresh=False,
                             )
                         if distributed.any_rank(stop.signum is not None, placement):
                             self._stop(stop, log)
@@ -349,8 +356,10 @@ def train(
                 raise FileNotFoundError(f"no checkpoint to resume from: {path}")
             trainer.restore(path)
             if say:
-                say(f"resuming from step {trainer.position.step} (epoch {trainer.position.epoch}, "
-                    f"batch {trainer.position.batch_in_epoch} of {trainer.steps_per_epoch}) of {path}")
+                say(
+                    f"resuming from step {trainer.position.step} (epoch {trainer.position.epoch}, "
+                    f"batch {trainer.position.batch_in_epoch} of {trainer.steps_per_epoch}) of {path}"
+                )
         return trainer.run(max_steps=max_steps, progress=progress)
     finally:
         distributed.teardown(placement)

@@ -1,4 +1,5 @@
 """What a training run leaves in its output folder, and moving an old run aside (never deleting it)."""
+
 from __future__ import annotations
 
 import os

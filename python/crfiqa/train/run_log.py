@@ -1,4 +1,5 @@
 """Where a run reports: a log file in the output folder and, optionally, TensorBoard."""
+
 from __future__ import annotations
 
 import logging
