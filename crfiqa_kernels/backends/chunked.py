@@ -71,7 +71,7 @@ def _put_column(buffer, column, in_tile, value):
 
 
 def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partials:
-    fields = [[] for _ in Partials._fields]
+    fields: list[list[torch.Tensor]] = [[] for _ in Partials._fields]
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
         buffer = _cosine_tile(e_hat, _normalized_tile(e_hat, weight, w_inv_norm, start, stop))
         in_tile, column = _target_column(labels_local, start, stop)

@@ -36,7 +36,7 @@ from .contract import MARGIN_GRADS, Partials
 try:
     _C = importlib.import_module("crfiqa_kernels._C")
 except ImportError:  # built without nvcc (CRFIQA_BUILD_CUDA=auto/0): the backend is unavailable
-    _C = None
+    _C = None  # type: ignore[assignment]
 
 # Blocks per streaming multiprocessor the forward grid aims for (two waves' worth of load balance).
 BLOCKS_PER_SM = 2

@@ -40,7 +40,7 @@ def use_numpy2_scalar_index() -> None:
         patch(tensor, scope)
         scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
 
-    patched.numpy2_scalar_index = True
+    setattr(patched, "numpy2_scalar_index", True)  # noqa: B010 (a marker attribute on a function)
     interpreter._patch_lang_tensor = patched
 
 

@@ -105,7 +105,7 @@ class Scores:
             if counts:
                 total = sum(counts.values())
                 common = ", ".join(f"{n} {change.split(' ', 1)[1]}" for change, n in Counter(counts).most_common(3))
-                first = self.examples[max(counts, key=counts.get)]
+                first = self.examples[max(counts, key=lambda change: counts[change])]
                 lines.append(
                     f"{total} of {len(self.names)} image(s) {kind} to the model's input ({common}; e.g. {first})"
                 )

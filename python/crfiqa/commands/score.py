@@ -53,11 +53,14 @@ def run(args) -> int:
     if result.skipped.count:
         print(result.skipped.summary(), file=sys.stderr)
     if not result.names:
-        raise CommandError(f"none of the {len(dataset)} images in {args.images} could be read")
+        from ..data import dataset_size
+
+        raise CommandError(f"none of the {dataset_size(dataset)} images in {args.images} could be read")
     write_quality_scores(args.output, result.names, result.scores)
     if args.embeddings:
         import numpy as np
 
+        assert result.embeddings is not None  # kept: keep_embeddings was set
         embeddings = result.embeddings.astype(np.float32)
 
         def save(path) -> None:

@@ -17,6 +17,7 @@ from ..data import (
     RecordDataset,
     Skipped,
     UnreadableImageError,
+    dataset_size,
     load_image,
     to_input_tensor,
 )
@@ -81,7 +82,7 @@ class Indexed(Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return dataset_size(self.dataset)
 
     def __getitem__(self, index: int):
         item = self.dataset[index]

@@ -36,9 +36,9 @@ from crfiqa_kernels import write_text_atomically
 from ..demo import DemoSettings, make_digits
 from ..train import train
 from .data import open_labelled_data
-from .settings import DUPLICATE, MISLABELED
 from .model import load_curate_model
 from .run import CurateOptions, curate
+from .settings import DUPLICATE, MISLABELED
 
 ORIGINAL_CLASSES = 10
 

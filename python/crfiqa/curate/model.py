@@ -52,8 +52,12 @@ def _read(path: str) -> dict:
 
 def _shard_paths(path: str) -> list[str]:
     folder = os.path.dirname(os.path.abspath(path)) if os.path.isfile(path) else path
-    found = glob.glob(os.path.join(folder, "checkpoint-rank*.pt"))
-    return sorted(found, key=lambda name: int(re.search(r"rank(\d+)\.pt$", name).group(1)))
+    ranks = {}
+    for name in glob.glob(os.path.join(folder, "checkpoint-rank*.pt")):
+        match = re.search(r"rank(\d+)\.pt$", name)
+        if match is not None:  # checkpoint-rankN.pt only
+            ranks[int(match.group(1))] = name
+    return [ranks[rank] for rank in sorted(ranks)]
 
 
 def _checkpoint_paths(path: str) -> list[str]:
@@ -80,7 +84,7 @@ def _centers(payloads: list[tuple[str, dict]]) -> torch.Tensor:
     for path, payload in payloads:
         head = payload.get("head")
         weight = head.get("weight") if isinstance(head, dict) else None
-        if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+        if not isinstance(head, dict) or not isinstance(weight, torch.Tensor) or weight.ndim != 2:
             raise CurateError(NO_CENTERS.format(path=path))
         extra = head.get("_extra_state")
         if isinstance(extra, dict) and "class_start" in extra:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def _number(value: float) -> str:
     return "" if not np.isfinite(value) else f"{float(value):.6g}"
 
 
-def write_samples_csv(path: str, keys: list[str], samples, flags) -> None:
+def write_samples_csv(path: str, keys: Sequence[str], samples, flags) -> None:
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(SAMPLE_COLUMNS)

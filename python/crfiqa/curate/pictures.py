@@ -8,6 +8,7 @@ Drawn on matplotlib's Agg canvas directly (no pyplot, no backend change).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ def plot_cr_histogram(path: str, samples, flags, cr_formula: str) -> None:
     axes = figure.add_subplot()
     finite = np.isfinite(samples.cr)
     cr = samples.cr[finite]
-    bins = np.linspace(float(cr.min()), float(cr.max()) + 1e-6, 61) if len(cr) else 10
+    bins = list(np.linspace(float(cr.min()), float(cr.max()) + 1e-6, 61)) if len(cr) else 10
     axes.hist(
         [cr[~flags.mislabeled[finite]], cr[flags.mislabeled[finite]]],
         bins=bins,
@@ -112,7 +113,7 @@ def _picture(dataset, index: int) -> np.ndarray | None:
 
 
 def contact_sheet(
-    path: str, dataset, samples, flags, typical: np.ndarray, class_names: list[str], keys: list[str], rows: int = 12
+    path: str, dataset, samples, flags, typical: np.ndarray, class_names: list[str], keys: Sequence[str], rows: int = 12
 ) -> int:
     """Rows: the most suspicious samples (highest NNCCS − CCS among the likely mislabeled), then the best
     sample (highest predicted quality) of the given class and of the nearest class. Returns the rows drawn."""

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +21,11 @@ from .centers import nearest_centers
 from .data import class_names as default_class_names
 from .errors import CurateError
 from .flags import compute_flags
-from .settings import DUPLICATE, LOW_QUALITY, MISLABELED, FlagSettings
 from .keys import sample_key
 from .model import CurateModel
 from .outputs import write_classes_csv, write_json, write_report_text, write_samples_csv
 from .pictures import contact_sheet, plot_ccs_nnccs, plot_cr_histogram
+from .settings import DUPLICATE, LOW_QUALITY, MISLABELED, FlagSettings
 from .stats import sample_stats
 
 REPORT_FILES = (
@@ -38,14 +39,18 @@ REPORT_FILES = (
 )
 
 
-class SampleKeys:
+class SampleKeys(Sequence[str]):
     """``keys[row]``: the key of a readable sample, made when asked (no list of millions of strings)."""
 
     def __init__(self, dataset: Dataset, index: np.ndarray) -> None:
-        self.dataset, self.index = dataset, index
+        self.dataset, self.dataset_index = dataset, index
 
-    def __getitem__(self, row) -> str:
-        return sample_key(self.dataset, int(self.index[row]))
+    def __len__(self) -> int:
+        return len(self.dataset_index)
+
+    def __getitem__(self, row):
+        # an int row only: slices are not needed
+        return sample_key(self.dataset, int(self.dataset_index[row]))
 
 
 @dataclass(frozen=True)

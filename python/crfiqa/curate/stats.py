@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import crfiqa_kernels as ck
 
-from ..data import SkipLog
+from ..data import SkipLog, dataset_size
 from .data import Indexed, collate_indexed
 from .errors import CurateError
 from .keys import sample_key
@@ -74,7 +74,7 @@ def sample_stats(
 ) -> tuple[SampleStats, ClassTotals]:
     """Stream ``dataset`` (items ``(image, label)``) once; see the module docstring. ``name`` (the
     data's path) opens the error messages."""
-    if len(dataset) == 0:
+    if dataset_size(dataset) == 0:
         raise CurateError(f"{name} holds no samples")
     declared = getattr(dataset, "num_identities", None)
     if declared is not None and declared > model.num_classes:
@@ -83,7 +83,7 @@ def sample_stats(
     if known is not None and len(known):
         known = torch.as_tensor(np.asarray(known))
         _check_labels(known, torch.arange(len(known)), dataset, model.num_classes)
-    count = len(dataset)
+    count = dataset_size(dataset)
     index = np.full(count, -1, np.int64)
     label = np.zeros(count, np.int64)
     ccs, nnccs, cr, quality = (np.zeros(count, np.float32) for _ in range(4))

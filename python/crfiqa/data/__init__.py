@@ -16,6 +16,7 @@ from .recordio import (
     pack_image_record,
     unpack_image_record,
 )
+from .size import dataset_size
 from .skipping import Batch, SkipLog, Skipped, collate
 from .transforms import (
     UnreadableImageError,
@@ -29,6 +30,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "dataset_size",
     "IMAGE_EXTENSIONS",
     "Batch",
     "CorruptRecordError",

@@ -69,6 +69,7 @@ class RecordDataset(torch.utils.data.Dataset):
             raise ValueError(f"{self.reader.rec_path}: record 0 is unreadable ({error})") from error
         if header.flag < 2:
             return keys, None
+        assert isinstance(header.label, tuple)  # flag ≥ 2: the identity range's two floats
         first_identity, end = int(header.label[0]), int(header.label[1])
         return [key for key in keys if 1 <= key < first_identity], end - first_identity
 

@@ -53,7 +53,7 @@ def encode_jpeg(image: Image.Image | np.ndarray, quality: int = 95) -> bytes:
 def to_input_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """The normalized ``(3, size, size)`` float tensor of an RGB image (resized bilinearly if needed)."""
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image.convert("RGB"), dtype=np.float32)
     return normalize(torch.from_numpy(array).permute(2, 0, 1))
 

@@ -120,6 +120,7 @@ def edc_curve(
     if (threshold is None) == (starting_error is None):
         raise ValueError("give exactly one of threshold and starting_error")
     if threshold is None:
+        assert starting_error is not None  # exactly one of the two was given
         pick = threshold_at_fnmr if error == "fnmr" else threshold_at_fmr
         threshold = pick(similarity, mated, starting_error)
     threshold = as_finite_number("threshold", threshold)

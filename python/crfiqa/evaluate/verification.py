@@ -172,10 +172,10 @@ def verification_accuracy(
     distance = np.sum((features[0::2] - features[1::2]) ** 2, axis=1)
     # correct[t, i]: pair i decided right at threshold t
     correct = (distance[None, :] < candidates[:, None]) == mated[None, :]
-    accuracies, best = [], []
+    fold_accuracies, best = [], []
     for train, test in KFold(n_splits=n_folds, shuffle=False).split(distance):
         chosen = int(np.argmax(correct[:, train].mean(axis=1)))
         best.append(candidates[chosen])
-        accuracies.append(correct[chosen, test].mean())
-    accuracies = np.array(accuracies)
+        fold_accuracies.append(correct[chosen, test].mean())
+    accuracies = np.array(fold_accuracies)
     return VerificationAccuracy(float(accuracies.mean()), float(accuracies.std()), accuracies, np.array(best))

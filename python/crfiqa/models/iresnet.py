@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,6 +76,12 @@ class IResNet(nn.Module):
         dropout: dropout probability before ``fc`` (active in training mode only).
     """
 
+    # the four stages, set as layer1 … layer4 in __init__ (the authors' state-dict names)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         depths: Sequence[int],
@@ -96,7 +103,7 @@ class IResNet(nn.Module):
             raise ValueError(f"input_size must be a positive multiple of {DOWNSAMPLING}, got {input_size}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        self.config = {
+        self.config: dict[str, Any] = {
             "depths": list(depths),
             "num_features": int(num_features),
             "widths": list(widths),
@@ -132,7 +139,7 @@ class IResNet(nn.Module):
 
     @property
     def input_size(self) -> int:
-        return self.config["input_size"]
+        return int(self.config["input_size"])
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.input_size

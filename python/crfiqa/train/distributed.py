@@ -66,7 +66,7 @@ def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> n
                 f"sample_rate {config.sample_rate} needs the sharded head: train with torchrun "
                 "over more than one process, or with sample_rate 1"
             )
-        head = ck.MarginCCSHead(
+        head: nn.Module = ck.MarginCCSHead(
             num_classes, config.embedding_size, margin, margin_grad=config.margin_grad, backend=config.backend
         )
     else:

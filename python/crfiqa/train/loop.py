@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import crfiqa_kernels as ck
 
-from ..data import SkipLog, collate, random_horizontal_flip
+from ..data import SkipLog, Skipped, collate, dataset_size, random_horizontal_flip
 from ..models import build_iresnet
 from . import distributed
 from .checkpoint import load_checkpoint, save_atomic
@@ -88,7 +88,7 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, dataset: Dataset, output_dir: str, *, device: str | torch.device | None = None
     ) -> None:
-        if len(dataset) == 0:
+        if dataset_size(dataset) == 0:
             raise ValueError("dataset is empty")
         self.config, self.dataset, self.output_dir = config, dataset, os.fspath(output_dir)
         self.placement = distributed.setup(device)
@@ -111,13 +111,13 @@ class Trainer:
         )
         self.scaler = distributed.grad_scaler(config.amp == "fp16", self.placement)
         self.flip_generator = torch.Generator().manual_seed(config.seed + rank)
-        self.sampler = DistributedSampler(
+        self.sampler: DistributedSampler = DistributedSampler(
             dataset, num_replicas=self.placement.world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
         )
         self.steps_per_epoch = len(self.sampler) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(
-                f"the dataset's {len(dataset)} images give no full batch of {config.batch_size} per process"
+                f"the dataset's {dataset_size(dataset)} images give no full batch of {config.batch_size} per process"
             )
         self.position = _Position()
         self.skips = SkipLog()
@@ -173,7 +173,7 @@ class Trainer:
         if "cuda" in state["rng"] and self.placement.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.placement.device)
         self.position = _Position(**state["position"])
-        self.skips.add([tuple(item) for item in state["skipped"]])
+        self.skips.add([Skipped(*item) for item in state["skipped"]])
 
     # ---- training ----------------------------------------------------------------------------
 
