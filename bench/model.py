@@ -53,11 +53,13 @@ KERNELS: dict[str, list[dict]] = {
             "hbm": {
                 "W read once (fp32 master)": "C*D*w",
                 "dW written once": "C*D*w",
-                "dℓ/dc scratch written + read (compute dtype)": "2*B*C*e*(1-scratch_in_l2)",
+                "dℓ/dc scratch written once, read once per dW column chunk (compute dtype)": (
+                    "(1 + ceil(D/block_dw))*B*C*e*(1-scratch_in_l2)"
+                ),
                 "E read, dE written (fp32)": "B*D*e + B*D*4",
             },
             "l2": {
-                "dℓ/dc scratch (if L2-resident)": "2*B*C*e*scratch_in_l2",
+                "dℓ/dc scratch (if L2-resident)": "(1 + ceil(D/block_dw))*B*C*e*scratch_in_l2",
                 "dE fp32 atomics, B×D per class tile": "ceil(C/block_c)*B*D*4",
                 "E re-read per class tile": "ceil(C/block_c)*B*D*e",
             },
@@ -105,6 +107,7 @@ class Params:
     fwd_block_b: int = 64  # forward batch tile (bf16 config)
     fwd_block_c: int = 128  # forward class tile (bf16 config)
     block_c: int = 64  # backward class tile (bf16 config)
+    block_dw: int = 64  # backward dW column chunk (bf16 config): phase 2 reads the scratch once per chunk
     scratch_in_l2: bool = False
 
     def variables(self, batch: int, classes: int, dim: int) -> dict:
@@ -119,6 +122,7 @@ class Params:
             "w": self.weight_bytes,
             "fwd_splits": fwd_splits,
             "block_c": self.block_c,
+            "block_dw": self.block_dw,
             "scratch_in_l2": int(self.scratch_in_l2),
             "ceil": math.ceil,
         }
