@@ -6,7 +6,7 @@ from __future__ import annotations
 def register(commands) -> None:
     parser = commands.add_parser(
         "demo",
-        help="train and check CR-FIQA on degraded digits (no download, about a minute on 2 CPU cores)",
+        help="train and check CR-FIQA on degraded digits (no download, about 2 minutes on 2 CPU cores)",
         description="Train CR-FIQA on degraded scikit-learn digits and check that its quality tracks degradation.",
     )
     parser.add_argument(
