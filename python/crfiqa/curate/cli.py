@@ -12,6 +12,15 @@ DESCRIPTION = (
 )
 INPUT_ERROR = 2
 
+# The options of the flags' thresholds: a field of FlagSettings each, its default the field's.
+FLAG_HELP = {
+    "mislabel_margin": "flag a sample as likely mislabeled when NNCCS - CCS exceeds this",
+    "duplicate_share": "flag two classes as one identity when at least this share of each one's samples has "
+    "the other as nearest other class",
+    "duplicate_cosine": "flag two classes as one identity when their centers' cosine is at least this",
+    "low_quality_fraction": "flag this fraction of samples with the lowest quality",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .settings import METHODS, FlagSettings
@@ -28,31 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "identity, or a text file of 'PATH LABEL' lines",
     )
     parser.add_argument("--output", required=True, help="folder for the report (new, empty, or an earlier report)")
-    parser.add_argument(
-        "--mislabel-margin",
-        type=float,
-        default=defaults.mislabel_margin,
-        help="flag a sample as likely mislabeled when NNCCS - CCS exceeds this (default %(default)s)",
-    )
-    parser.add_argument(
-        "--duplicate-share",
-        type=float,
-        default=defaults.duplicate_share,
-        help="flag two classes as one identity when at least this share of each one's samples has "
-        "the other as nearest other class (default %(default)s)",
-    )
-    parser.add_argument(
-        "--duplicate-cosine",
-        type=float,
-        default=defaults.duplicate_cosine,
-        help="flag two classes as one identity when their centers' cosine is at least this (default %(default)s)",
-    )
-    parser.add_argument(
-        "--low-quality-fraction",
-        type=float,
-        default=defaults.low_quality_fraction,
-        help="flag this fraction of samples with the lowest quality (default %(default)s)",
-    )
+    for name, text in FLAG_HELP.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=getattr(defaults, name),
+            help=f"{text} (default %(default)s)",
+        )
     parser.add_argument(
         "--centers",
         choices=METHODS,
@@ -93,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
             raise CurateError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.workers < 0:
         raise CurateError(f"--workers must be at least 0, got {args.workers}")
-    flags = FlagSettings(args.mislabel_margin, args.duplicate_share, args.duplicate_cosine, args.low_quality_fraction)
+    flags = FlagSettings(**{name: getattr(args, name) for name in FLAG_HELP})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
