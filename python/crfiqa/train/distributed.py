@@ -100,19 +100,20 @@ def grad_scaler(enabled: bool, placement: Placement) -> torch.amp.GradScaler:
 
 def every_rank_has_images(has_images: bool, placement: Placement) -> bool:
     """Whether no rank's batch came out empty (every rank must then skip the step together)."""
-    if placement.world_size == 1:
-        return has_images
-    flag = torch.tensor([int(has_images)], device=placement.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+    return _all_reduce_flag(has_images, placement, dist.ReduceOp.MIN)
 
 
 def any_rank(flag: bool, placement: Placement) -> bool:
     """Whether ``flag`` is set on any rank (so that every rank takes the same branch)."""
+    return _all_reduce_flag(flag, placement, dist.ReduceOp.MAX)
+
+
+def _all_reduce_flag(flag: bool, placement: Placement, op: dist.ReduceOp.RedOpType) -> bool:
+    """``flag`` combined over the ranks by ``op`` (MIN: set on every rank, MAX: on any)."""
     if placement.world_size == 1:
         return flag
     value = torch.tensor([int(flag)], device=placement.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    dist.all_reduce(value, op=op)
     return bool(value.item())
 
 
