@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from crfiqa_kernels.heads import CR_FORMULAS
+
 from ..models import STAGE_DEPTHS
 from ..models.iresnet import AUTHORS_WIDTHS
 
 AMP_MODES = ("none", "bf16", "fp16")
-CR_FORMULAS = ("paper", "official")
 MARGIN_GRADS = ("exact", "straight_through")
 
 
