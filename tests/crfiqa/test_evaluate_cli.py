@@ -34,16 +34,18 @@ def inputs(tmp_path):
     return tmp_path
 
 
+def _data_options(inputs, pairs="pair_list.txt"):
+    """``--embeddings`` and ``--pairs`` of the files in ``inputs``."""
+    return ["--embeddings", str(inputs / "embeddings.npy"), "--pairs", str(inputs / pairs)]
+
+
 def test_end_to_end_through_python_m(inputs):
     out = inputs / "out"
     command = [
         sys.executable,
         "-m",
         "crfiqa.evaluate",
-        "--embeddings",
-        str(inputs / "embeddings.npy"),
-        "--pairs",
-        str(inputs / "pair_list.txt"),
+        *_data_options(inputs),
         "--quality",
         str(inputs / "good_set.txt"),
         f"rnd={inputs / 'random_set.txt'}",
@@ -82,10 +84,7 @@ def test_npz_pairs_npy_quality_names_and_lower_is_better(inputs, capsys):
     (inputs / "names.txt").write_text("".join(f"faces/person/{i:05d}.png\n" for i in range(60)))
     code, out, err = _run(
         [
-            "--embeddings",
-            str(inputs / "embeddings.npy"),
-            "--pairs",
-            str(inputs / "pairs.npz"),
+            *_data_options(inputs, pairs="pairs.npz"),
             "--names",
             str(inputs / "names.txt"),
             "--quality",
@@ -150,30 +149,14 @@ def test_missing_files_are_named(inputs, capsys, missing):
 def test_malformed_inputs_are_one_line_errors(inputs, capsys, change, message):
     change(inputs)
     code, _, err = _run(
-        [
-            "--embeddings",
-            str(inputs / "embeddings.npy"),
-            "--pairs",
-            str(inputs / "pair_list.txt"),
-            "--quality",
-            str(inputs / "good_set.txt"),
-            "--output-dir",
-            str(inputs / "o4"),
-        ],
+        [*_data_options(inputs), "--quality", str(inputs / "good_set.txt"), "--output-dir", str(inputs / "o4")],
         capsys,
     )
     assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_duplicate_method_names_and_unknown_lower_is_better(inputs, capsys):
-    base = [
-        "--embeddings",
-        str(inputs / "embeddings.npy"),
-        "--pairs",
-        str(inputs / "pair_list.txt"),
-        "--output-dir",
-        str(inputs / "o5"),
-    ]
+    base = [*_data_options(inputs), "--output-dir", str(inputs / "o5")]
     code, _, err = _run(base + ["--quality", f"a={inputs / 'good_set.txt'}", f"a={inputs / 'random_set.txt'}"], capsys)
     assert code == 2 and "two quality files for method 'a'" in err
     code, _, err = _run(base + ["--quality", str(inputs / "good_set.txt"), "--lower-is-better", "nope"], capsys)
