@@ -90,49 +90,11 @@ def test_cli_default_preset_takes_the_datasets_identity_count(tmp_path, capsys):
     for identity in range(3):
         write_images(tmp_path / "data" / f"id{identity}", 2, size=16, seed=identity)
     # crfiqa-s says 10,572 identities (CASIA-WebFace); these data have 3, and that is what is trained.
-    assert (
-        main(
-            [
-                "train",
-                str(tmp_path / "data"),
-                "--output",
-                str(tmp_path / "run"),
-                "--network",
-                "iresnet18",
-                "--batch-size",
-                "4",
-                "--max-steps",
-                "1",
-                "--workers",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    data = str(tmp_path / "data")
+    one_step = ["--network", "iresnet18", "--batch-size", "4", "--max-steps", "1", "--workers", "0", "--no-progress"]
+    assert main(["train", data, "--output", str(tmp_path / "run"), *one_step]) == 0
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["num_classes"] == 3
-    assert (
-        main(
-            [
-                "train",
-                str(tmp_path / "data"),
-                "--output",
-                str(tmp_path / "run2"),
-                "--network",
-                "iresnet18",
-                "--batch-size",
-                "4",
-                "--max-steps",
-                "1",
-                "--num-classes",
-                "7",
-                "--workers",
-                "0",
-                "--no-progress",
-            ]
-        )
-        == INPUT_ERROR
-    )
+    assert main(["train", data, "--output", str(tmp_path / "run2"), "--num-classes", "7", *one_step]) == INPUT_ERROR
     assert "num_classes is 7 but the dataset has 3 identities" in capsys.readouterr().err
 
 
