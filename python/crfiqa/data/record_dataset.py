@@ -16,21 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .recordio import (
-    CorruptRecordError,
-    RecordReader,
-    RecordWriter,
-    pack_image_record,
-    unpack_image_record,
-)
+from .recordio import CorruptRecordError, RecordReader, RecordWriter, pack_image_record, unpack_image_record
 from .skipping import Skipped
-from .transforms import (
-    UnreadableImageError,
-    adjustments,
-    decode_image,
-    encode_jpeg,
-    to_input_tensor,
-)
+from .transforms import UnreadableImageError, adjustments, decode_image, encode_jpeg, to_input_tensor
 
 
 def _rec_path(path: str | os.PathLike) -> str:

@@ -12,14 +12,7 @@ The command line is ``crfiqa evaluate`` (or ``python -m crfiqa.evaluate``): :mod
 joins the files, :mod:`.evaluation` computes the curves, :mod:`.report` writes the results.
 """
 
-from ..formats import (
-    PairList,
-    read_pair_list,
-    read_quality_scores,
-    sample_key,
-    write_pair_list,
-    write_quality_scores,
-)
+from ..formats import PairList, read_pair_list, read_quality_scores, sample_key, write_pair_list, write_quality_scores
 from .edc import (
     EdcCurve,
     EdcPAUC,
