@@ -33,15 +33,24 @@ namespace {
 
 cudaStream_t stream_of(int64_t stream) { return reinterpret_cast<cudaStream_t>(static_cast<uintptr_t>(stream)); }
 
+// The checks both launchers begin with, in this order: device index, stream handle, operands, margin;
+// the launcher's parameters with the checked operands and margin filled in.
+template <class Params>
+Params checked_params(int device, int64_t stream, int policy, const MatrixArg& e, const MatrixArg& weight,
+                      const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 4>& margin) {
+  check_device_index(device);
+  check_stream_handle(stream);
+  Params p{};
+  p.in = check_operands(policy, e, weight, w_inv_norm, labels);
+  p.margin = check_margin(margin);
+  return p;
+}
+
 void forward_partials(int device, int64_t stream, int policy, const MatrixArg& e, const MatrixArg& weight,
                       const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 4>& margin,
                       int64_t splits, const VectorArg& row_max, const VectorArg& row_sumexp,
                       const VectorArg& target_cos, const VectorArg& nn_cos, const VectorArg& nn_index) {
-  check_device_index(device);
-  check_stream_handle(stream);
-  ForwardParams p{};
-  p.in = check_operands(policy, e, weight, w_inv_norm, labels);
-  p.margin = check_margin(margin);
+  auto p = checked_params<ForwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, margin);
   const ForwardPlan plan = plan_forward(e.rows, weight.rows, splits);
   p.tiles_per_split = static_cast<int>(plan.tiles_per_split);
   p.splits = static_cast<int>(splits);
@@ -73,11 +82,7 @@ void backward(int device, int64_t stream, int policy, const MatrixArg& e, const 
               const VectorArg& w_inv_norm, const VectorArg& labels, const VectorArg& lse, const VectorArg& row_grad,
               const std::array<double, 4>& margin, bool exact_margin_grad, int64_t blocks, bool deterministic,
               const VectorArg& scratch, const MatrixArg& d_e, const MatrixArg& d_weight) {
-  check_device_index(device);
-  check_stream_handle(stream);
-  BackwardParams p{};
-  p.in = check_operands(policy, e, weight, w_inv_norm, labels);
-  p.margin = check_margin(margin);
+  auto p = checked_params<BackwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, margin);
   p.rows = check_backward_rows(lse, row_grad, e.rows, exact_margin_grad);
   check_matrix("d_weight", d_weight);
   if (d_weight.dtype != weight.dtype || d_weight.rows != weight.rows || d_weight.cols != weight.cols) {

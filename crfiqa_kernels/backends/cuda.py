@@ -232,6 +232,25 @@ def _device_properties(device: torch.device) -> dict:
     return _C.device_properties(device.index if device.index is not None else torch.cuda.current_device())
 
 
+def _operand_args(e_hat, weight, w_inv_norm, labels_local) -> tuple[tuple, dict]:
+    """The launcher arguments both kernels take first (stream, product policy, operands), and the
+    tensors they point into: copies where an operand needed one, which the caller keeps alive until
+    the launch has been queued."""
+    e_hat, e_arg = _matrix(e_hat)
+    weight, w_arg = _matrix(weight)
+    w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
+    labels_local, labels_arg = _vector(labels_local, torch.int64)
+    args = dict(
+        **_launch_context(e_hat.device),
+        policy=product_policy(e_hat.dtype),
+        e=e_arg,
+        weight=w_arg,
+        w_inv_norm=inv_arg,
+        labels=labels_arg,
+    )
+    return (e_hat, weight, w_inv_norm, labels_local), args
+
+
 def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits: int | None = None) -> Partials:
     """Partials (S, B) of the shard; ``splits`` overrides the number of class splits."""
     _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local))
@@ -244,21 +263,13 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits:
         splits = forward_splits(batch, classes, _device_properties(e_hat.device)["multiprocessors"])
     else:
         splits = whole_splits(splits, class_tiles)
-    e_hat, e_arg = _matrix(e_hat)
-    weight, w_arg = _matrix(weight)
-    w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
-    labels_local, labels_arg = _vector(labels_local, torch.int64)
+    kept_alive, operand_args = _operand_args(e_hat, weight, w_inv_norm, labels_local)  # through the launch
 
     stats = torch.empty((4, splits, batch), dtype=torch.float32, device=e_hat.device)
     nn_index = torch.empty((splits, batch), dtype=torch.int64, device=e_hat.device)
     row_max, row_sumexp, target_cos, nn_cos = stats.unbind(0)
     _C.forward_partials(
-        **_launch_context(e_hat.device),
-        policy=product_policy(e_hat.dtype),
-        e=e_arg,
-        weight=w_arg,
-        w_inv_norm=inv_arg,
-        labels=labels_arg,
+        **operand_args,
         margin=_margin(margin),
         splits=splits,
         row_max=_vector_arg(row_max),
@@ -292,10 +303,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         blocks=blocks,
         **_device_properties(e_hat.device),
     )
-    e_hat, e_arg = _matrix(e_hat)
-    weight, w_arg = _matrix(weight)
-    w_inv_norm, inv_arg = _vector(w_inv_norm, torch.float32)
-    labels_local, labels_arg = _vector(labels_local, torch.int64)
+    kept_alive, operand_args = _operand_args(e_hat, weight, w_inv_norm, labels_local)  # through the launch
     lse, lse_arg = _vector(lse, torch.float32)
     row_grad, grad_arg = _vector(row_grad, torch.float32)
     if plan["scratch_in_shared"]:
@@ -308,12 +316,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     allocate = torch.empty if deterministic else torch.zeros
     d_e = allocate((plan["d_e_rows"], dim), dtype=torch.float32, device=e_hat.device)
     _C.backward(
-        **_launch_context(e_hat.device),
-        policy=product_policy(e_hat.dtype),
-        e=e_arg,
-        weight=w_arg,
-        w_inv_norm=inv_arg,
-        labels=labels_arg,
+        **operand_args,
         lse=lse_arg,
         row_grad=grad_arg,
         margin=_margin(margin),

@@ -16,15 +16,10 @@ STEPS = ("env", "build", "peers", "gpu-tests", "bench-bf16", "bench-fp32", "benc
 
 
 def _run(*args, timeout=300, **env):
+    command = ["bash", str(SCRIPT), *args]
     environment = {**os.environ, "PYTHON": sys.executable, **env}
     return subprocess.run(
-        ["bash", str(SCRIPT), *args],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
+        command, cwd=REPO, env=environment, capture_output=True, text=True, check=False, timeout=timeout
     )
 
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from crfiqa_kernels import Margin, MarginCCSHead, ShardedMarginCCSHead
 
+from .oracle import compared_results
+
 DIM = 24
 CLASSES = 130
 MARGIN = Margin.arcface(64.0, 0.5)
@@ -76,12 +78,7 @@ def _step(head: ShardedMarginCCSHead, problem: dict, rank: int, precision: str =
         out = head(embeddings, problem["labels"][rows])
     out.loss.backward()
     return {
-        "loss": out.loss.detach(),
-        "ccs": out.ccs,
-        "nnccs": out.nnccs,
-        "nn_index": out.nn_index,
-        "grad_embeddings": embeddings.grad,
-        "grad_weight": head.weight.grad.clone(),
+        **compared_results(out, embeddings.grad, head.weight.grad.clone()),
         "class_start": head.class_start,
         "num_local": head.num_local,
         "num_sample": head.num_sample,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from crfiqa_kernels import Margin, margin_ccs_loss
+from crfiqa_kernels import Margin, MarginCCSOutput, margin_ccs_loss
 from crfiqa_kernels.backends import resolve
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -52,13 +52,18 @@ def run_op(problem: Problem, backend: str, margin: Margin, margin_grad: str, *, 
         embeddings, weight, problem.labels, margin, reduction="none", margin_grad=margin_grad, backend=backend
     )
     (out.loss * problem.row_grad.to(out.loss.dtype)).sum().backward()
+    return compared_results(out, embeddings.grad, weight.grad)
+
+
+def compared_results(out: MarginCCSOutput, grad_embeddings, grad_weight) -> dict:
+    """What the tests compare after a backward, by name: the op's outputs and both gradients."""
     return {
         "loss": out.loss.detach(),
         "ccs": out.ccs,
         "nnccs": out.nnccs,
         "nn_index": out.nn_index,
-        "grad_embeddings": embeddings.grad,
-        "grad_weight": weight.grad,
+        "grad_embeddings": grad_embeddings,
+        "grad_weight": grad_weight,
     }
 
 

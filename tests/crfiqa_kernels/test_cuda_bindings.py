@@ -395,32 +395,29 @@ def test_backend_needs_the_shared_memory_of_an_sm_80_or_sm_90():
     assert not cuda.shared_memory_suffices(99 * 1024)
 
 
+def _plan_backward(**changes):
+    """plan_backward for bf16, B = 1, C = 5, D = 8 on one multiprocessor with 100,000 bytes of shared
+    memory, with ``changes``."""
+    arguments = dict(
+        policy=cuda._C.POLICY_BFLOAT16,
+        batch=1,
+        classes=5,
+        dim=8,
+        deterministic=False,
+        multiprocessors=1,
+        max_shared_bytes=100_000,
+    )
+    return cuda._C.plan_backward(**{**arguments, **changes})
+
+
 @needs_extension
 def test_backward_plan_rejects_bad_sizes():
     with pytest.raises(ValueError, match="batch: must lie in"):
-        cuda._C.plan_backward(
-            policy=cuda._C.POLICY_BFLOAT16,
-            batch=0,
-            classes=5,
-            dim=8,
-            deterministic=False,
-            multiprocessors=1,
-            max_shared_bytes=100_000,
-        )
+        _plan_backward(batch=0)
     with pytest.raises(ValueError, match="policy: unknown code"):
-        cuda._C.plan_backward(
-            policy=7, batch=1, classes=5, dim=8, deterministic=False, multiprocessors=1, max_shared_bytes=100_000
-        )
+        _plan_backward(policy=7)
     with pytest.raises(RuntimeError, match="bytes of shared memory per block"):
-        cuda._C.plan_backward(
-            policy=cuda._C.POLICY_TF32,
-            batch=1,
-            classes=5,
-            dim=8,
-            deterministic=False,
-            multiprocessors=1,
-            max_shared_bytes=48 * 1024,
-        )
+        _plan_backward(policy=cuda._C.POLICY_TF32, max_shared_bytes=48 * 1024)
 
 
 # ------------------------------------------------------------------------------------------------

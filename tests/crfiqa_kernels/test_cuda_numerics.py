@@ -12,6 +12,7 @@ tests/gpu/run_memcheck.sh runs these under compute-sanitizer.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -107,6 +108,37 @@ def _check_backward(e_hat, weight, w_inv_norm, labels, margin, margin_grad, **kw
     return got
 
 
+@contextmanager
+def _deterministic_algorithms():
+    """Deterministic algorithms on inside the block (the backward's fixed-order path), the previous
+    setting restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled)
+
+
+def _assert_same_kernel_results(operands, reference_operands, lse, row_grad, **forward_options):
+    """The kernels give bit-identical results on ``operands`` and on ``reference_operands`` (each
+    ``(e_hat, weight, w_inv_norm, labels)``): the forward partials (NaN read as 0) and the backward
+    on the deterministic path."""
+    for a, b in zip(
+        cuda.forward_partials(*operands, ARCFACE, **forward_options),
+        cuda.forward_partials(*reference_operands, ARCFACE, **forward_options),
+        strict=True,
+    ):
+        assert torch.equal(a.nan_to_num(), b.nan_to_num())
+    with _deterministic_algorithms():
+        for a, b in zip(
+            cuda.backward(*operands, ARCFACE, lse, row_grad, "exact"),
+            cuda.backward(*reference_operands, ARCFACE, lse, row_grad, "exact"),
+            strict=True,
+        ):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", [(1, 2, 1), (3, 129, 33), (70, 1000, 96), (65, 3001, 300)], ids=str)
 def test_forward_partials_per_split(dtype, shape):
@@ -167,14 +199,10 @@ def test_backward_scratch_in_shared_and_in_global_memory(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_deterministic_path_is_reproducible_and_agrees_with_atomics(dtype):
     operands = _operands(130, 4000, 256, dtype, seed=5)
-    enabled = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
+    with _deterministic_algorithms():
         first = _check_backward(*operands, ARCFACE, "exact", blocks=7)
         lse, row_grad = torch.full((130,), 5.0, device="cuda"), torch.rand(130, device="cuda")
         again = [cuda.backward(*operands, ARCFACE, lse, row_grad, "exact", blocks=7) for _ in range(2)]
-    finally:
-        torch.use_deterministic_algorithms(enabled)
     assert first[0].shape == (130, 256)
     atomic = cuda.backward(*operands, ARCFACE, lse, row_grad, "exact", blocks=7)
     assert torch.equal(again[0][0], again[1][0]) and torch.equal(again[0][1], again[1][1])
@@ -206,21 +234,9 @@ def test_labels_outside_the_shard_count_as_absent():
     odd = torch.tensor([-1, -7, 300, 10**12, -(10**12), 5], device="cuda")
     absent = torch.where((odd >= 0) & (odd < 300), odd, -1)
     lse, row_grad = torch.full((6,), 3.0, device="cuda"), torch.rand(6, device="cuda")
-    got = cuda.forward_partials(e_hat, weight, w_inv_norm, odd, ARCFACE, splits=2)
-    want = cuda.forward_partials(e_hat, weight, w_inv_norm, absent, ARCFACE, splits=2)
-    for a, b in zip(got, want, strict=True):
-        assert torch.equal(a.nan_to_num(), b.nan_to_num())
-    enabled = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
-        for a, b in zip(
-            cuda.backward(e_hat, weight, w_inv_norm, odd, ARCFACE, lse, row_grad, "exact"),
-            cuda.backward(e_hat, weight, w_inv_norm, absent, ARCFACE, lse, row_grad, "exact"),
-            strict=True,
-        ):
-            assert torch.equal(a, b)
-    finally:
-        torch.use_deterministic_algorithms(enabled)
+    _assert_same_kernel_results(
+        (e_hat, weight, w_inv_norm, odd), (e_hat, weight, w_inv_norm, absent), lse, row_grad, splits=2
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -237,23 +253,9 @@ def test_strided_and_misaligned_operands(dtype):
     e_strided, w_strided = misaligned(e_hat), misaligned(weight)
     assert w_strided.stride(0) == 48 and w_strided.data_ptr() % 16 != 0 and weight.data_ptr() % 16 == 0
     lse, row_grad = torch.full((11,), 4.0, device="cuda"), torch.rand(11, device="cuda")
-    for a, b in zip(
-        cuda.forward_partials(e_strided, w_strided, w_inv_norm, labels, ARCFACE),
-        cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE),
-        strict=True,
-    ):
-        assert torch.equal(a.nan_to_num(), b.nan_to_num())
-    enabled = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
-        for a, b in zip(
-            cuda.backward(e_strided, w_strided, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact"),
-            cuda.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact"),
-            strict=True,
-        ):
-            assert torch.equal(a, b)
-    finally:
-        torch.use_deterministic_algorithms(enabled)
+    _assert_same_kernel_results(
+        (e_strided, w_strided, w_inv_norm, labels), (e_hat, weight, w_inv_norm, labels), lse, row_grad
+    )
 
 
 def test_float64_is_served_by_the_chunked_backend():
