@@ -11,20 +11,32 @@ The counts live in one small table (:data:`KERNELS`): each entry is a list of la
 its GEMM-equivalents and its byte terms as formulas of the shape. Adjust a formula there and the
 table follows. Variables: ``B``, ``C``, ``D`` (the shape), ``e`` (bytes of the compute dtype: 2 for
 bf16), ``w`` (bytes of the master weights: 4), ``fwd_splits`` (the forward's class splits: enough
-programs to fill the card, DESIGN §3 / ``triton_config``), ``block_c`` (the backward's class tile).
+programs to fill the card, DESIGN §3 / ``triton_config``), ``passes`` (the backward's row passes),
+``fwd_block_b``, ``block_b``, ``block_c`` and ``block_dw`` (the forward's batch tile, the backward's
+batch tile, class tile and dW column chunk).
 
-Assumptions, also written into the output: the ∂ℓ/∂c scratch (B × BLOCK_C per class tile, written
-and read back once in the compute dtype) is counted as HBM traffic unless ``--scratch-in-l2``; the
-``dê`` fp32 atomics (B × D per class tile) and the backward's re-reads of E per class tile go to L2
-and are listed, not timed; launch overheads, tails and the combine step (O(B)) are not modeled.
+The backward's parameters come from the kernels' own tables (``triton_config``, the bf16 row) and
+its sizing rules: one program per SM, the ∂ℓ/∂c scratch (programs × rows × ``block_c``) kept within
+half the L2 by processing a larger batch in ``passes`` of fewer rows (``triton_config.scratch_rows``),
+each pass reading W again and adding to dW.
+
+Assumptions, also written into the output: the scratch, sized to half the L2 and rewritten by the
+program that reads it, stays in L2 (``--scratch-in-hbm`` counts it as HBM traffic instead); the
+``dê`` fp32 atomics (B × D per class tile), the re-reads of E per class tile and of W tiles per batch
+tile go to L2 and are listed, not timed (``--l2-bandwidth`` times them, for ours only: the floors'
+GEMM tiles re-read from L2 too, uncounted, so that check is pessimistic for ours); launch overheads,
+tails and the combine step (O(B)) are not modeled.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from crfiqa_kernels.backends import triton_config
 
 from .shapes import get_shape
 
@@ -45,23 +57,24 @@ KERNELS: dict[str, list[dict]] = {
                 "W read once (fp32 master)": "C*D*w",
                 "E read per class split": "fwd_splits*B*D*e",
             },
-            "l2": {},
+            "l2": {"W tiles re-read by the programs of the other batch tiles": "(ceil(B/fwd_block_b) - 1)*C*D*w"},
         },
         {
             "launch": "backward",
             "gemms": 3,
             "hbm": {
-                "W read once (fp32 master)": "C*D*w",
-                "dW written once": "C*D*w",
-                "dℓ/dc scratch written once, read once per dW column chunk (compute dtype)": (
+                "W read once per row pass (fp32 master)": "passes*C*D*w",
+                "dW written by the first pass, read and written by each later one": "(2*passes - 1)*C*D*w",
+                "dℓ/dc scratch written once, read once per dW column chunk (compute dtype), if not in L2": (
                     "(1 + ceil(D/block_dw))*B*C*e*(1-scratch_in_l2)"
                 ),
                 "E read, dE written (fp32)": "B*D*e + B*D*4",
             },
             "l2": {
-                "dℓ/dc scratch (if L2-resident)": "(1 + ceil(D/block_dw))*B*C*e*scratch_in_l2",
+                "dℓ/dc scratch (L2-resident)": "(1 + ceil(D/block_dw))*B*C*e*scratch_in_l2",
                 "dE fp32 atomics, B×D per class tile": "ceil(C/block_c)*B*D*4",
-                "E re-read per class tile": "ceil(C/block_c)*B*D*e",
+                "E re-read per class tile (recompute, dW products)": "2*ceil(C/block_c)*B*D*e",
+                "W tile re-read per batch tile (recompute, dê product)": "(2*ceil(B/block_b) - passes)*C*D*w",
             },
         },
     ],
@@ -99,21 +112,27 @@ class Machine:
 
 @dataclass(frozen=True)
 class Params:
-    """Kernel parameters the counts depend on (defaults: the bf16 configuration on a 132-SM card)."""
+    """Kernel parameters the counts depend on: the bf16 rows of the kernels' block tables and their
+    sizing rules on a 132-SM card with 50 MiB of L2 (an H100 SXM)."""
 
     compute_bytes: int = 2  # e: bf16
     weight_bytes: int = 4  # w: fp32 master weights
-    programs: int = 2 * 132  # forward programs aimed for: 2 per SM (triton_config.PROGRAMS_PER_SM)
-    fwd_block_b: int = 64  # forward batch tile (bf16 config)
-    fwd_block_c: int = 128  # forward class tile (bf16 config)
-    block_c: int = 64  # backward class tile (bf16 config)
-    block_dw: int = 64  # backward dW column chunk (bf16 config): phase 2 reads the scratch once per chunk
-    scratch_in_l2: bool = False
+    multiprocessors: int = 132
+    l2_bytes: int = 50 * 2**20
+    forward: triton_config.ForwardConfig = triton_config.FORWARD_BLOCKS["half"]
+    backward: triton_config.BackwardConfig = triton_config.BACKWARD_BLOCKS["half"]
+    scratch_in_l2: bool = True
 
     def variables(self, batch: int, classes: int, dim: int) -> dict:
+        forward_programs = triton_config.PROGRAMS_PER_SM * self.multiprocessors
         fwd_splits = min(
-            math.ceil(classes / self.fwd_block_c), math.ceil(self.programs / math.ceil(batch / self.fwd_block_b))
+            math.ceil(classes / self.forward.block_c),
+            math.ceil(forward_programs / math.ceil(batch / self.forward.block_b)),
         )
+        backward_programs = min(
+            math.ceil(classes / self.backward.block_c), triton_config.BACKWARD_PROGRAMS_PER_SM * self.multiprocessors
+        )
+        rows = triton_config.scratch_rows(self.l2_bytes, backward_programs, self.backward, self.compute_bytes)
         return {
             "B": batch,
             "C": classes,
@@ -121,8 +140,11 @@ class Params:
             "e": self.compute_bytes,
             "w": self.weight_bytes,
             "fwd_splits": fwd_splits,
-            "block_c": self.block_c,
-            "block_dw": self.block_dw,
+            "passes": math.ceil(batch / rows),
+            "fwd_block_b": self.forward.block_b,
+            "block_b": self.backward.block_b,
+            "block_c": self.backward.block_c,
+            "block_dw": min(self.backward.block_dw, dim),
             "scratch_in_l2": int(self.scratch_in_l2),
             "ceil": math.ceil,
         }
@@ -204,15 +226,17 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
         ),
         f"Assumptions: dℓ/dc scratch "
         f"{'L2-resident (not timed)' if params.scratch_in_l2 else 'counted as HBM traffic'}; "
-        f"forward class splits fill {params.programs} programs of {params.fwd_block_b} rows; backward class tile "
-        f"{params.block_c}; dE atomics and E re-reads go to L2 "
+        f"{params.multiprocessors} SMs, {params.l2_bytes / 2**20:,.0f} MiB of L2; forward class splits fill "
+        f"{triton_config.PROGRAMS_PER_SM} programs per SM of {params.forward.block_b} rows; backward: one program "
+        f"per SM, class tile {params.backward.block_c}, dW column chunk {params.backward.block_dw}, row passes that "
+        f"keep the scratch within {triton_config.SCRATCH_L2_SHARE:.0%} of L2; dE atomics and the re-reads of E "
+        "and W tiles go to L2 "
         + (
-            f"(timed at an assumed {machine.l2_bytes_per_s / 1e12:,.1f} TB/s); "
+            f"(timed at an assumed {machine.l2_bytes_per_s / 1e12:,.1f} TB/s, for ours only: pessimistic); "
             if machine.l2_bytes_per_s
             else "(listed, not timed); "
         )
-        + "launch overheads, tails and "
-        "the O(B) combine are not modeled.",
+        + "launch overheads, tails and the O(B) combine are not modeled.",
         "",
         (
             "| shape | implementation (modeled) | launches: modeled ms (bound) | GFLOP | HBM GB | L2 GB "
@@ -234,7 +258,11 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
                 f"| {result.seconds / floor4:.2f}× |"
             )
         ratios[shape_name] = results[OURS].seconds / floor3
-    lines += ["", "## The counts (formulas of B, C, D, e, w, fwd_splits, block_c) — modeled", ""]
+    lines += [
+        "",
+        "## The counts (formulas of the shape and of the kernels' tiles, above) — modeled",
+        "",
+    ]
     for impl, launches in KERNELS.items():
         for launch in launches:
             terms = "; ".join(f"{what}: `{formula}`" for what, formula in launch["hbm"].items())
@@ -258,15 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         description=("Modeled (not measured) roofline of the fused kernels beside the 3- and 4-GEMM floors."),
     )
     parser.add_argument(
-        "--scratch-in-l2", action="store_true", help="count the dℓ/dc scratch as L2-resident instead of HBM traffic"
+        "--scratch-in-hbm", action="store_true", help="count the dℓ/dc scratch as HBM traffic instead of L2-resident"
     )
     parser.add_argument("--flops", type=float, default=Machine.flops_per_s, help="peak FLOP/s (default 790e12)")
     parser.add_argument("--bandwidth", type=float, default=Machine.hbm_bytes_per_s, help="HBM bytes/s (default 3.0e12)")
     parser.add_argument(
         "--block-c",
         type=int,
-        default=Params.block_c,
-        help="the backward's class tile: dE atomics and E re-reads scale with C / block_c (default 64)",
+        default=Params.backward.block_c,
+        help="the backward's class tile: dE atomics and E re-reads scale with C / block_c (default: the kernels')",
     )
     parser.add_argument(
         "--l2-bandwidth",
@@ -279,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     if (
         args.flops <= 0
         or args.bandwidth <= 0
-        or args.block_c <= 0
+        or args.block_c < 16
+        or args.block_c & (args.block_c - 1)
         or (args.l2_bandwidth is not None and args.l2_bandwidth <= 0)
     ):
-        parser.error("--flops, --bandwidth, --block-c and --l2-bandwidth must be positive")
+        parser.error("--flops, --bandwidth and --l2-bandwidth must be positive, --block-c a power of two ≥ 16")
     machine = Machine(l2_bytes_per_s=args.l2_bandwidth)
     if (args.flops, args.bandwidth) != (machine.flops_per_s, machine.hbm_bytes_per_s):
         machine = Machine(
@@ -291,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             args.bandwidth,
             args.l2_bandwidth,
         )
-    text, _ = table(machine, Params(scratch_in_l2=args.scratch_in_l2, block_c=args.block_c))
+    backward = dataclasses.replace(Params.backward, block_c=args.block_c)
+    text, _ = table(machine, Params(scratch_in_l2=not args.scratch_in_hbm, backward=backward))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

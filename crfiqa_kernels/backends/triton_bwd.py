@@ -18,9 +18,12 @@ atomics. For a class tile j (``BLOCK_C`` classes):
    and the normalization Jacobian in the epilogue; each column chunk of ``dW`` stored once.
 
 The scratch is S × B × BLOCK_C elements of the compute dtype whatever C is (S ≤ the programs that
-fill the device), and stays in L2 between the two phases. Between them (and before the next tile
-overwrites the scratch) the program's threads meet at a barrier, which also makes its global
-stores visible to all of them.
+fill the device), and stays in L2 between the two phases: a batch whose scratch would outgrow its
+share of L2 (``triton_config.scratch_rows``) is processed in passes of fewer rows, one launch each,
+each pass adding its ∂ℓ/∂W to the previous ones'. That sum is exact algebra: ∂ℓ/∂ŵ_j and the radial
+sum ŵ_j · ∂ℓ/∂ŵ_j are both sums over the rows, and the Jacobian is linear in them. Between the phases
+(and before the next tile overwrites the scratch) the program's threads meet at a barrier, which
+also makes its global stores visible to all of them.
 """
 
 from __future__ import annotations
@@ -51,25 +54,30 @@ from .triton_interpreter import dot_operand, emulates_bf16, store_value
 
 @dataclass(frozen=True)
 class BackwardPlan:
-    """The launch of a backward: ``grid`` (one axis, one program per split), its class splits and
-    the elements of its two buffers: the ∂ℓ/∂c scratch (compute dtype) and the partial ``dê``
-    (accumulate dtype; one (B, D) buffer, or S of them on the deterministic path)."""
+    """The launches of a backward: ``grid`` (one axis, one program per split), its class splits,
+    the row ranges of its passes (one launch each) and the elements of its buffers: the ∂ℓ/∂c
+    scratch (compute dtype) and the partial ``dê`` of a pass (accumulate dtype; the whole (B, D)
+    output on the atomic path, S buffers of (rows of a pass, D) on the deterministic path)."""
 
     grid: tuple[int]
     splits: class_splits.ClassSplits
+    passes: tuple[tuple[int, int], ...]
     scratch_elements: int
     d_e_hat_elements: int
 
 
 def plan_backward(batch: int, classes: int, dim: int, config: BackwardConfig, deterministic: bool) -> BackwardPlan:
-    """The grid, class splits and buffer sizes of a backward launch (at most one program per class
-    tile, so axis 0 stays below CUDA's 2³¹ − 1 for any C < 2³¹ · 16)."""
+    """The grid, class splits, row passes and buffer sizes of a backward (at most one program per
+    class tile, so axis 0 stays below CUDA's 2³¹ − 1 for any C < 2³¹ · 16)."""
     splits = class_splits.plan(class_splits.tile_count(classes, config.block_c), config.splits)
+    rows = min(batch, config.rows_per_pass or batch)
+    passes = tuple((start, min(start + rows, batch)) for start in range(0, batch, rows))
     return BackwardPlan(
         grid=(splits.count,),
         splits=splits,
-        scratch_elements=splits.count * batch * config.block_c,
-        d_e_hat_elements=(splits.count if deterministic else 1) * batch * dim,
+        passes=passes,
+        scratch_elements=splits.count * rows * config.block_c,
+        d_e_hat_elements=splits.count * rows * dim if deterministic else batch * dim,
     )
 
 
@@ -104,45 +112,56 @@ def launch_backward(
     labels_local = labels_local.contiguous()
 
     scratch = torch.empty(plan.scratch_elements, dtype=e_hat.dtype, device=e_hat.device)
-    d_e_hat = torch.zeros(plan.d_e_hat_elements, dtype=acc_dtype, device=e_hat.device)
-    d_weight = torch.empty_like(weight)
-    _backward_kernel[plan.grid](
-        e_hat,
-        weight,
-        w_inv_norm,
-        labels_local,
-        lse,
-        row_grad,
-        d_e_hat,
-        d_weight,
-        scratch,
-        batch,
-        classes,
-        dim,
-        plan.splits.tiles,
-        plan.splits.tiles_per_split,
-        e_hat.stride(0),
-        e_hat.stride(1),
-        weight.stride(0),
-        weight.stride(1),
-        d_weight.stride(0),
-        d_weight.stride(1),
-        *margin_scalars(margin),
-        BLOCK_B=config.block_b,
-        BLOCK_C=config.block_c,
-        BLOCK_D=config.block_d,
-        BLOCK_DW=config.block_dw,
-        EXACT_MARGIN_GRAD=margin_grad == "exact",
-        DETERMINISTIC=deterministic,
-        OUT_DTYPE=TL_DTYPES[weight.dtype],
-        EMULATE_BF16_OUT=emulates_bf16(weight.dtype),
-        **tile_meta(e_hat, margin).kwargs(),
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
-    )
-    d_e_hat = d_e_hat.view(-1, batch, dim)
-    # The ordered reduction of the deterministic path: a fixed-order sum over the split dimension.
-    return (d_e_hat.sum(dim=0) if deterministic else d_e_hat[0]), d_weight
+    d_e_hat = torch.zeros(batch, dim, dtype=acc_dtype, device=e_hat.device)
+    d_e_partial = torch.empty(plan.d_e_hat_elements if deterministic else 0, dtype=acc_dtype, device=e_hat.device)
+    # Later passes add to dW: a half-precision W gets an fp32 sum, rounded once at the end.
+    sums_in_fp32 = len(plan.passes) > 1 and weight.dtype in (torch.float16, torch.bfloat16)
+    d_weight = torch.empty(weight.shape, dtype=torch.float32 if sums_in_fp32 else weight.dtype, device=weight.device)
+    for number, (start, stop) in enumerate(plan.passes):
+        rows = stop - start
+        if deterministic:
+            d_e_out = d_e_partial[: plan.splits.count * rows * dim].zero_()
+        else:
+            d_e_out = d_e_hat[start:stop]
+        _backward_kernel[plan.grid](
+            e_hat[start:stop],
+            weight,
+            w_inv_norm,
+            labels_local[start:stop],
+            lse[start:stop],
+            row_grad[start:stop],
+            d_e_out,
+            d_weight,
+            scratch,
+            rows,
+            classes,
+            dim,
+            plan.splits.tiles,
+            plan.splits.tiles_per_split,
+            e_hat.stride(0),
+            e_hat.stride(1),
+            weight.stride(0),
+            weight.stride(1),
+            d_weight.stride(0),
+            d_weight.stride(1),
+            *margin_scalars(margin),
+            BLOCK_B=config.block_b,
+            BLOCK_C=config.block_c,
+            BLOCK_D=config.block_d,
+            BLOCK_DW=config.block_dw,
+            EXACT_MARGIN_GRAD=margin_grad == "exact",
+            DETERMINISTIC=deterministic,
+            ADD_TO_D_W=number > 0,
+            OUT_DTYPE=TL_DTYPES[d_weight.dtype],
+            EMULATE_BF16_OUT=emulates_bf16(d_weight.dtype),
+            **tile_meta(e_hat, margin).kwargs(),
+            num_warps=config.num_warps,
+            num_stages=config.num_stages,
+        )
+        if deterministic:
+            # The ordered reduction of the deterministic path: a fixed-order sum over the splits.
+            d_e_hat[start:stop] = d_e_out.view(-1, rows, dim).sum(dim=0)
+    return d_e_hat, d_weight.to(weight.dtype)
 
 
 @triton.jit
@@ -179,6 +198,7 @@ def _backward_kernel(
     BLOCK_DW: tl.constexpr,
     EXACT_MARGIN_GRAD: tl.constexpr,
     DETERMINISTIC: tl.constexpr,
+    ADD_TO_D_W: tl.constexpr,
     OUT_DTYPE: tl.constexpr,
     EMULATE_BF16_OUT: tl.constexpr,
     COMPUTE_DTYPE: tl.constexpr,
@@ -325,9 +345,13 @@ def _backward_kernel(
                 ).to(ACC_DTYPE)
                 w_hat = w_chunk * w_inv_norm[:, None]
                 d_w = (d_w_hat - w_hat * radial[:, None]) * w_inv_norm[:, None]
-                tl.store(
-                    d_w_tile_ptr + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd),
-                    store_value(d_w, OUT_DTYPE, EMULATE_BF16_OUT),
-                    mask=col_mask[:, None] & dw_mask[None, :],
-                )
+                d_w_ptrs = d_w_tile_ptr + (offs_c[:, None] * stride_dwc + dw_cols[None, :] * stride_dwd)
+                d_w_mask = col_mask[:, None] & dw_mask[None, :]
+                if ADD_TO_D_W:
+                    # A later pass over the rows (dW is then fp32 or fp64). No other program writes
+                    # these rows and the passes are consecutive launches, so the order of the sums
+                    # is fixed; the add happens in L2 and holds no tile of dW in registers.
+                    tl.atomic_add(d_w_ptrs, d_w, mask=d_w_mask, sem="relaxed")
+                else:
+                    tl.store(d_w_ptrs, store_value(d_w, OUT_DTYPE, EMULATE_BF16_OUT), mask=d_w_mask)
             tl.debug_barrier()  # phase 2 has read the scratch before the next tile overwrites it

@@ -19,6 +19,7 @@ from crfiqa_kernels.backends import (
     class_splits,
     resolve,
     triton_backend,
+    triton_bwd,
     triton_config,
 )
 from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
@@ -282,6 +283,28 @@ def test_backward_one_program_per_class_tile_and_wide_columns():
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
 
 
+@pytest.mark.parametrize("path", ["atomic", "deterministic"])
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_backward_in_row_passes(path, weight_dtype, deterministic):
+    """A batch whose scratch would outgrow L2 is processed in passes of fewer rows (here 21 rows
+    in passes of 16 + 5), each adding to dW: the result meets the oracle's bound on both paths
+    and for a bfloat16 W (summed in fp32, rounded once)."""
+    torch.use_deterministic_algorithms(path == "deterministic")
+    config = BackwardConfig(block_b=16, block_c=16, block_d=16, block_dw=32, splits=4, rows_per_pass=16)
+    assert triton_bwd.plan_backward(21, 150, 72, config, path == "deterministic").passes == ((0, 16), (16, 21))
+    e_hat, weight, w_inv_norm, labels, row_grad = _contract_inputs(21, 150, 72, torch.bfloat16, seed=71)
+    weight = weight.to(weight_dtype)
+    labels[2], row_grad[1] = -1, 0.0
+    operands = (e_hat, weight, w_inv_norm)
+    lse = combine_partials(chunked.forward_partials(*_as_float64(*operands), labels, ARCFACE)).lse.float()
+    impl = triton_backend.backward(*operands, labels, ARCFACE, lse, row_grad, "exact", config=config)
+    same = chunked.backward(*operands, labels, ARCFACE, lse, row_grad, "exact")
+    oracle = chunked.backward(*_as_float64(*operands), labels, ARCFACE, *_as_float64(lse, row_grad), "exact")
+    assert impl[1].dtype == weight_dtype
+    for name, index in (("d_e_hat", 0), ("d_weight", 1)):
+        assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
+
+
 def test_strided_operands():
     """Strides are passed to the kernels: column-major ê and every other column of a wider W."""
     e_hat, weight, w_inv_norm, labels, row_grad = _contract_inputs(13, 90, 40, torch.float32, seed=97)
@@ -365,18 +388,28 @@ def test_splits_fill_an_h100_at_batch_512(monkeypatch):
 
 
 def test_backward_programs_fill_the_device_and_deterministic_buffers_never_outgrow_dw(monkeypatch):
-    """Atomic path: one persistent program per class split, as many as fill an H100 (2 × 132) or
-    one per class tile when there are fewer; deterministic path: the (S, B, D) buffers of partial
-    dê stay within dW's size."""
+    """Atomic path: one persistent program per class split, one per SM of an H100 (132; a program
+    takes an SM's registers) or one per class tile when there are fewer; deterministic path: the
+    (S, B, D) buffers of partial dê stay within dW's size. The scratch stays within its share of
+    L2: B = 512 in one pass, B = 4,096 (the Shard shape) in passes of fewer rows."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    monkeypatch.setattr(triton_config, "_target_programs", lambda device: 2 * 132)
-    for batch, classes in ((512, 10_572), (512, 85_742), (4096, 2_000), (512, 300)):
+    l2_bytes = 50 * 2**20
+    monkeypatch.setattr(triton_config, "device_resources", lambda device: triton_config.DeviceResources(132, l2_bytes))
+    for batch, classes in ((512, 10_572), (512, 85_742), (4096, 257_489), (4096, 2_000), (512, 300)):
         config = triton_config.backward_config(batch, classes, 512, torch.bfloat16, torch.device("cuda"), True)
         assert config.splits * batch <= max(classes, batch)
         atomic = triton_config.backward_config(batch, classes, 512, torch.bfloat16, torch.device("cuda"), False)
         class_tiles = math.ceil(classes / atomic.block_c)
-        assert atomic.splits == class_splits.plan(class_tiles, min(class_tiles, 2 * 132)).count
-        assert atomic.splits <= 2 * 132 and (atomic.splits >= 132 or atomic.splits == class_tiles)
+        assert atomic.splits == class_splits.plan(class_tiles, min(class_tiles, 132)).count
+        assert atomic.splits <= 132 and (atomic.splits >= 132 / 2 or atomic.splits == class_tiles)
+        for chosen in (config, atomic):
+            plan = triton_bwd.plan_backward(batch, classes, 512, chosen, chosen is config)
+            assert plan.scratch_elements * 2 <= triton_config.SCRATCH_L2_SHARE * l2_bytes
+            assert plan.passes[0][0] == 0 and plan.passes[-1][1] == batch
+            assert len(plan.passes) == math.ceil(batch / (chosen.rows_per_pass or batch))
+            whole_batch_fits = chosen.splits * batch * chosen.block_c * 2 <= triton_config.SCRATCH_L2_SHARE * l2_bytes
+            assert (len(plan.passes) == 1) == whole_batch_fits, (batch, classes, chosen)
+            assert len(plan.passes) == 1 or (batch, classes) in ((4096, 257_489), (4096, 2_000))
 
 
 @pytest.mark.parametrize("bad", [dict(block_b=24), dict(block_c=8), dict(splits=0), dict(num_warps=0)])

@@ -16,6 +16,8 @@ import sys
 
 import triton
 
+from crfiqa_kernels.backends import triton_config
+
 _HOPPER_COMPILE = r"""
 import contextlib, io, json, re, sys
 import torch, triton
@@ -64,7 +66,8 @@ class Capture:
 
 forward, backward = Capture(triton_fwd._forward_partials_kernel), Capture(triton_bwd._backward_kernel)
 triton_fwd._forward_partials_kernel, triton_bwd._backward_kernel = forward, backward
-triton_config._target_programs = lambda device: 2 * 132  # an H100's SMs, without asking a GPU
+# An H100's SMs and L2, without asking a GPU.
+triton_config.device_resources = lambda device: triton_config.DeviceResources(132, 50 * 2**20)
 gpu = torch.device("cuda")
 MARGINS = {"arcface": Margin.arcface(), "arcface-0.3": Margin.arcface(30.0, 0.3), "cosface": Margin.cosface(),
            "combined": Margin(32.0, 1.1, 0.3, 0.1), "combined-1.2": Margin(64.0, 1.2, 0.1, 0.0)}
@@ -92,9 +95,20 @@ for dtype_name, weight_name, tf32, dim, margin_name, margin_grad in request["var
         kernels = {"backward deterministic=" + str(deterministic): backward.compile()}
         if not deterministic:
             kernels["forward"] = forward.compile()
+            backward.kwargs["ADD_TO_D_W"] = True  # a later pass over the rows (a batch beyond L2)
+            kernels["backward adding to dW"] = backward.compile()
         for name, facts in kernels.items():
             print(json.dumps(dict(variant=[dtype_name, weight_name, tf32, dim, margin_name, margin_grad],
                                   kernel=name, **facts)))
+
+# The tuner's candidates (bench/tune.py), bf16 on the atomic path, the first being the default.
+default = triton_config.BACKWARD_BLOCKS["half"]
+for candidate in triton_config.BACKWARD_CANDIDATES["half"][1:]:
+    triton_config.BACKWARD_BLOCKS["half"] = candidate
+    capture(torch.bfloat16, torch.float32, 512, MARGINS["arcface"], "exact", False)
+    print(json.dumps(dict(variant=["bfloat16", "float32", False, 512, "arcface", "exact"],
+                          kernel=f"backward candidate {candidate}", **backward.compile())))
+triton_config.BACKWARD_BLOCKS["half"] = default
 
 # The cache key of a launch (its source's hash) for margins of one kind and of another.
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -130,7 +144,7 @@ def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     assert run.returncode == 0, run.stderr[-4000:]
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     compiled = [line for line in lines if "kernel" in line]
-    assert len(compiled) == 3 * len(VARIANTS)
+    assert len(compiled) == 4 * len(VARIANTS) + len(triton_config.BACKWARD_CANDIDATES["half"]) - 1
     for line in compiled:  # the table behind the figures quoted elsewhere: pytest -s shows it
         print(
             triton.__version__,

@@ -121,7 +121,11 @@ def test_launch_grids_respect_cuda_limits_at_50_million_classes(dtype, tf32, mon
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     dim = 512
     for multiprocessors in (1, 132, 1024):
-        monkeypatch.setattr(triton_config, "_target_programs", lambda device, sms=multiprocessors: 2 * sms)
+        monkeypatch.setattr(
+            triton_config,
+            "device_resources",
+            lambda device, sms=multiprocessors: triton_config.DeviceResources(sms, 50 * 2**20),
+        )
         for batch in (1, 4096, 65_536):
             for classes in (1, 85_742, 2_059_906, 50_000_000):
                 e_hat = torch.empty(batch, dim, dtype=dtype, device=meta)
@@ -140,9 +144,14 @@ def test_launch_grids_respect_cuda_limits_at_50_million_classes(dtype, tf32, mon
                     where = f"backward B={batch} C={classes} deterministic={deterministic}"
                     _assert_within_cuda_limits(backward.grids[-1], where)
                     plan = triton_bwd.plan_backward(batch, classes, dim, config, deterministic)
-                    # The scratch is bounded by the programs that fill the device, not by C; the
-                    # deterministic path's dê buffers by the size of dW (or one (B, D) buffer).
-                    assert plan.scratch_elements <= 2 * multiprocessors * batch * config.block_c, where
+                    # The scratch is bounded by the programs that fill the device and its share of
+                    # L2 (at least one batch tile a program), not by C; the deterministic path's dê
+                    # buffers by the size of dW (or one (B, D) buffer).
+                    assert plan.scratch_elements <= multiprocessors * batch * config.block_c, where
+                    assert plan.scratch_elements * dtype.itemsize <= max(
+                        triton_config.SCRATCH_L2_SHARE * 50 * 2**20,
+                        plan.splits.count * config.block_b * config.block_c * dtype.itemsize,
+                    ), where
                     assert plan.d_e_hat_elements <= max(classes, batch) * dim, where
 
 
