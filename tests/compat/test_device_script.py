@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "gpu" / "run_on_device.sh"
-STEPS = ("env", "build", "peers", "gpu-tests", "bench-bf16", "bench-fp32", "bench-shard", "sanitizer", "scale")
+STEPS = ("env", "build", "peers", "gpu-tests", "bench-bf16", "tune", "bench-fp32", "bench-shard", "sanitizer", "scale")
 
 
 def _run(*args, timeout=300, **env):
@@ -44,6 +44,7 @@ def test_dry_run_says_what_is_optional(dry_run):
     assert "liger and cut_cross_entropy will be recorded as not installed" in out
     assert re.search(r"^(ok|absent)\s+faiss", out, flags=re.MULTILINE)
     assert "ok      preset gpu-short" in out
+    assert "ok      bench.tune" in out
     assert re.search(r"ok      gpu-tests selection: .* → \d+", out)
 
 

@@ -35,6 +35,7 @@ STEPS=(
     "peers|30|10|10|install the carried peer wheels (Liger-Kernel, Cut Cross-Entropy) offline into a target folder"
     "gpu-tests|150|90|60|pytest -m gpu -k 'triton or cuda' tests/crfiqa_kernels: both GPU backends against the float64 oracle"
     "bench-bf16|180|150|90|python -m bench --preset gpu-short: S, L, XL in bf16, fwd and fwd+bwd, every peer and both floors"
+    "tune|75|45|30|python -m bench.tune: the Triton backward's candidate configs at L and Shard in bf16"
     "bench-fp32|150|110|60|the same benchmark in fp32"
     "bench-shard|90|45|40|the same benchmark at Shard (B=4,096, C=257,489) in bf16"
     "sanitizer|120|90|30|tests/gpu/run_memcheck.sh: compute-sanitizer memcheck, racecheck, synccheck (may be refused)"
@@ -54,6 +55,7 @@ ESTIMATE_NOTES=(
     "  materializing peers at XL, 2 warm-ups + 10 repeats + 1 memory pass each."
     "sanitizer: memcheck slows kernels 10-100x and runs 3 tools; the limit, not the estimate, bounds it."
     "scale: ~10 bisection steps per implementation, each a 2-step training run of at most a few seconds."
+    "tune: 5 backward configurations x 2 shapes, a Triton compile each (~4 s) and 11 timed launches (ms)."
 )
 REQUIRED_FILES=(setup.py CMakeLists.txt csrc pyproject.toml crfiqa_kernels/ops.py tests/conftest.py
                 tests/crfiqa_kernels tests/gpu/run_memcheck.sh bench/__main__.py bench/presets.py bench/scale.py)
@@ -153,6 +155,8 @@ if not bad or not any(line.startswith("torch") for line in bad):
                     bad.append(f"preset {name}: {error}")
         print(f"ok      preset {name}: {preset.get('impls')}")
     get_shape("Shard")
+    import bench.tune  # noqa: F401 — step tune
+    print("ok      bench.tune")
 print("".join(f"MISSING {line}\n" for line in bad), end="")
 sys.exit(1 if bad else 0)
 EOF
@@ -227,6 +231,7 @@ run_gpu_tests() {
 
 bench() { "$PYTHON" -m bench --out "$WORK/bench" "$@"; }
 run_bench_bf16() { bench --preset gpu-short --name short-bf16; }
+run_tune() { "$PYTHON" -m bench.tune --out "$WORK/bench/tune"; }
 run_bench_fp32() { bench --preset gpu-short --dtypes fp32 --name short-fp32; }
 run_bench_shard() { bench --preset gpu-short --shapes Shard --name short-shard; }
 run_sanitizer() { tests/gpu/run_memcheck.sh -x; }
