@@ -209,6 +209,10 @@ def _backward_kernel(
     MULTIPLICATIVE: tl.constexpr,
 ):
     split = tl.program_id(0)
+    # cosine_tile's grouped arguments (DESIGN §7): strides, blocks, the tile product's facts.
+    strides = (stride_eb, stride_ed, stride_wc, stride_wd)
+    BLOCKS: tl.constexpr = (BLOCK_B, BLOCK_C, BLOCK_D)
+    PRODUCT: tl.constexpr = (COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION)
     offs_b = tl.arange(0, BLOCK_B)
     offs_c = tl.arange(0, BLOCK_C)
     scale = to_acc(scale, ACC_DTYPE)
@@ -246,18 +250,9 @@ def _backward_kernel(
                     row_mask,
                     col_mask,
                     dim,
-                    stride_eb,
-                    stride_ed,
-                    stride_wc,
-                    stride_wd,
-                    BLOCK_B,
-                    BLOCK_C,
-                    BLOCK_D,
-                    COMPUTE_DTYPE,
-                    DOT_DTYPE,
-                    ACC_DTYPE,
-                    EMULATE_BF16,
-                    INPUT_PRECISION,
+                    strides,
+                    BLOCKS,
+                    PRODUCT,
                 )
                 cos = clamp_cosine(raw_cos)
                 is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]

@@ -143,30 +143,24 @@ def to_acc(x, ACC_DTYPE: tl.constexpr):
 
 @triton.jit
 def cosine_tile(
-    e_ptr,
-    w_ptr,
-    w_inv_norm_ptr,
-    row_mask,
-    col_mask,
-    dim,
-    stride_eb,
-    stride_ed,
-    stride_wc,
-    stride_wd,
-    BLOCK_B: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    EMULATE_BF16: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
+    e_ptr, w_ptr, w_inv_norm_ptr, row_mask, col_mask, dim, strides, BLOCKS: tl.constexpr, PRODUCT: tl.constexpr
 ):
     """``ê_rows · ŵ_colsᵀ`` before the clamp: Σ_k ê[rows, k]·ŵ[cols, k] over chunks of ``BLOCK_D``
     columns, ŵ = W·(1/‖W_j‖) formed in the accumulate dtype and both operands then rounded to the
     compute dtype (float16 holds no raw W of norm ≳ 6.5e4); zero outside the masks.
     ``e_ptr``, ``w_ptr`` and ``w_inv_norm_ptr`` point at the tile's first row and class, so the
-    per-element offsets stay within the tile (32-bit)."""
+    per-element offsets stay within the tile (32-bit). ``strides``: ê's rows and columns, then W's;
+    ``BLOCKS``: ``(BLOCK_B, BLOCK_C, BLOCK_D)``; ``PRODUCT``: the tile product's compile-time facts,
+    ``(COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION)`` (:class:`TileMeta`)."""
+    BLOCK_B: tl.constexpr = BLOCKS[0]
+    BLOCK_C: tl.constexpr = BLOCKS[1]
+    BLOCK_D: tl.constexpr = BLOCKS[2]
+    COMPUTE_DTYPE: tl.constexpr = PRODUCT[0]
+    DOT_DTYPE: tl.constexpr = PRODUCT[1]
+    ACC_DTYPE: tl.constexpr = PRODUCT[2]
+    EMULATE_BF16: tl.constexpr = PRODUCT[3]
+    INPUT_PRECISION: tl.constexpr = PRODUCT[4]
+    stride_eb, stride_ed, stride_wc, stride_wd = strides
     offs_b = tl.arange(0, BLOCK_B)
     offs_c = tl.arange(0, BLOCK_C)
     w_inv_norm = tl.load(w_inv_norm_ptr + offs_c, mask=col_mask, other=0.0)

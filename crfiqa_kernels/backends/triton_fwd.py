@@ -139,6 +139,10 @@ def _forward_partials_kernel(
 ):
     pid = tl.program_id(0)
     split = pid // batch_tiles
+    # cosine_tile's grouped arguments (DESIGN §7): strides, blocks, the tile product's facts.
+    strides = (stride_eb, stride_ed, stride_wc, stride_wd)
+    BLOCKS: tl.constexpr = (BLOCK_B, BLOCK_C, BLOCK_D)
+    PRODUCT: tl.constexpr = (COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION)
     row_start = (pid % batch_tiles) * BLOCK_B
     rows = row_start + tl.arange(0, BLOCK_B)
     row_mask = rows < batch
@@ -162,25 +166,17 @@ def _forward_partials_kernel(
         if tile < class_tiles:
             cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)
             col_mask = cols < classes
+            w_tile_ptr = w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc
             cos = cosine_tile(
                 e_block_ptr,
-                w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc,
+                w_tile_ptr,
                 w_inv_norm_ptr + tile * BLOCK_C,
                 row_mask,
                 col_mask,
                 dim,
-                stride_eb,
-                stride_ed,
-                stride_wc,
-                stride_wd,
-                BLOCK_B,
-                BLOCK_C,
-                BLOCK_D,
-                COMPUTE_DTYPE,
-                DOT_DTYPE,
-                ACC_DTYPE,
-                EMULATE_BF16,
-                INPUT_PRECISION,
+                strides,
+                BLOCKS,
+                PRODUCT,
             )
             cos = clamp_cosine(cos)
             is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
