@@ -42,6 +42,8 @@ class _SignalsAt(PrototypeDataset):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_at_a_step_boundary_with_a_checkpoint_and_resume_is_exact(tmp_path, signum):
     config = _tiny()
+    # What the handlers were before (SIG_IGN for SIGINT when the tests run as a background job).
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     straight = train(config, PrototypeDataset(), tmp_path / "straight", progress=False)
     # Item 32 · 10 + 5 is read while loading step 11's batch: step 11 completes, then the run stops.
     with pytest.raises(TrainingInterrupted) as stop:
@@ -49,7 +51,7 @@ def test_a_signal_stops_at_a_step_boundary_with_a_checkpoint_and_resume_is_exact
     assert (stop.value.step, stop.value.epoch, stop.value.exit_status) == (11, 1, 128 + signum)
     assert str(stop.value).startswith(f"interrupted ({signal.Signals(signum).name}) at step 11 (epoch 1)")
     assert load_checkpoint(stop.value.checkpoint)["position"] == {"step": 11, "epoch": 1, "batch_in_epoch": 3}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {number: signal.getsignal(number) for number in handlers} == handlers  # handlers restored
     said = []
     resumed = train(config, PrototypeDataset(), tmp_path / "cut", resume=True, progress=False, echo=said.append)
     assert said == [f"resuming from step 11 (epoch 1, batch 3 of 8) of {tmp_path / 'cut' / 'checkpoint.pt'}"]
