@@ -1,6 +1,6 @@
 """End-to-end samples per second of ``crfiqa curate`` on the demo data, as benchmark records.
 
-    python -m crfiqa.curate.known_truth --out curate-truth     # data (identity folders) + model
+    python -m bench.known_truth --out curate-truth     # data (identity folders) + model
     python -m bench.curate_speed --run curate-truth             # → bench/results/cpu-stats-curate.{json,md}
 
 Each repeat is a whole ``curate`` call as the command runs it (read and decode the images, backbone,
@@ -98,7 +98,7 @@ def markdown(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.curate_speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="a known-truth folder (python -m crfiqa.curate.known_truth --out DIR)")
+    parser.add_argument("--run", help="a known-truth folder (python -m bench.known_truth --out DIR)")
     parser.add_argument("--model", help="checkpoint (default RUN/model/checkpoint.pt)")
     parser.add_argument("--data", help="labelled data (default RUN/data)")
     parser.add_argument("--repeats", type=int, default=3)

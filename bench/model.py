@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crfiqa_kernels.backends import triton_config
+from crfiqa_kernels.backends.triton import config as triton_config
 
 from .shapes import get_shape
 

@@ -19,7 +19,8 @@ import torch
 
 from crfiqa_kernels import Margin
 from crfiqa_kernels.atomic_files import write_text_atomically
-from crfiqa_kernels.backends import triton_backend, triton_config
+from crfiqa_kernels.backends import triton as triton_backend
+from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.combine import combine_partials
 
 from .records import environment, make_record, write_json

@@ -10,13 +10,12 @@ from torch import nn
 
 from . import backends
 from .constants import CR_EPS, CR_OFFICIAL_FLOOR
-from .margin import Margin
+from .margins import Margin
 from .ops import margin_ccs_loss
+from .options import CR_FORMULAS
 from .results import MarginCCSOutput
 from .row_loss import labelled, mean_over_labelled
 from .validation import check_head_arguments
-
-CR_FORMULAS = ("paper", "official")
 
 
 class MarginCCSHead(nn.Module):

@@ -23,7 +23,7 @@ import torch
 
 from . import backends
 from .combine import combine_partials
-from .margin import Margin
+from .margins import Margin
 from .operands import compute_dtype_of, normalize_operands, resolve_backend
 from .reference import margin_ccs_loss_reference
 from .results import ClassStats, MarginCCSOutput

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .backends.contract import accumulate_dtype
 from .constants import NORM_FLOOR
-from .margin import Margin
+from .margins import Margin
 from .results import MarginCCSOutput
 
 

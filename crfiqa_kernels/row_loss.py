@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .margin import Margin
-
-REDUCTIONS = ("mean", "sum", "none")
+from .margins import Margin
 
 
 def labelled(labels: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .backends.contract import MARGIN_GRADS
-from .margin import Margin
-from .row_loss import REDUCTIONS
+from .margins import Margin
+from .options import MARGIN_GRADS, REDUCTIONS
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

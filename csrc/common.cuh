@@ -1,7 +1,7 @@
 // Device helpers shared by the kernels: element conversions, the cosine clamp, the margin φ and
 // its derivative, the online-softmax and nearest-negative merges, warp reductions.
 //
-// All arithmetic here is fp32 and follows DESIGN §2 and crfiqa_kernels.margin exactly; no fast-math
+// All arithmetic here is fp32 and follows DESIGN §2 and crfiqa_kernels.margins exactly; no fast-math
 // intrinsics (the build does not use --use_fast_math): acosf/cosf/sinf/atan2f are the accurate ones.
 #pragma once
 
@@ -16,7 +16,7 @@
 namespace crfiqa {
 
 constexpr float kLog2e = 1.4426950408889634f;
-// sin θ is evaluated as sqrt(max(1 − c², kSinFloor)) in φ' (crfiqa_kernels.margin.SIN_FLOOR).
+// sin θ is evaluated as sqrt(max(1 − c², kSinFloor)) in φ' (crfiqa_kernels.margins.SIN_FLOOR).
 constexpr float kSinFloor = 1e-12f;
 
 // ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import importlib
 
 import torch
 
-_MODULES = {"chunked": "chunked", "triton": "triton_backend", "cuda": "cuda"}
+_MODULES = {"chunked": "chunked", "triton": "triton", "cuda": "cuda"}
 # Fastest first, per device type; ``auto`` takes the first one available.
 AUTO_PREFERENCE = {"cuda": ("triton", "chunked")}
 NAMES = ("auto", "reference", *_MODULES)

@@ -17,38 +17,22 @@ import nothing heavy, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .commands import INPUT_ERROR, CommandError, execute
 
 __all__ = ["INPUT_ERROR", "CommandError", "build_parser", "main"]
 
+# The subcommands in the order --help lists them: a module of crfiqa.commands each.
+COMMANDS = ("train", "score", "export_onnx", "evaluate", "pack", "demo", "curate")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crfiqa", description="CR-FIQA face image quality: train, score, evaluate.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # One block per command: its module's register() adds the subparser and sets args.run.
-    from .commands import train
-
-    train.register(commands)
-    from .commands import score
-
-    score.register(commands)
-    from .commands import export_onnx
-
-    export_onnx.register(commands)
-    from .commands import evaluate
-
-    evaluate.register(commands)
-    from .commands import pack
-
-    pack.register(commands)
-    from .commands import demo
-
-    demo.register(commands)
-    from .commands import curate
-
-    curate.register(commands)
+    for name in COMMANDS:  # each module's register() adds its subparser and sets args.run
+        importlib.import_module(f".commands.{name}", __package__).register(commands)
     return parser
 
 

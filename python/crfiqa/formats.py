@@ -67,7 +67,7 @@ def read_pair_list(path: str | os.PathLike) -> PairList:
 
 def write_pair_list(path: str | os.PathLike, pairs: PairList) -> None:
     """Write ``pairs`` in the ``pair_list.txt`` format (atomically)."""
-    from crfiqa_kernels import write_text_atomically
+    from crfiqa_kernels.atomic_files import write_text_atomically
 
     write_text_atomically(
         path, "".join(f"{a} {b} {int(m)}\n" for a, b, m in zip(pairs.first, pairs.second, pairs.mated, strict=True))
@@ -96,7 +96,7 @@ def read_quality_scores(path: str | os.PathLike) -> dict[str, float]:
 
 def write_quality_scores(path: str | os.PathLike, names, scores) -> None:
     """Write ``name score`` lines (atomically, creating the folder); ``repr`` keeps every digit."""
-    from crfiqa_kernels import write_text_atomically
+    from crfiqa_kernels.atomic_files import write_text_atomically
 
     scores = np.asarray(scores, dtype=np.float64)
     names = [str(name) for name in names]

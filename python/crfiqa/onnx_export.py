@@ -21,7 +21,7 @@ OPSET = 17
 
 def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) -> str:
     """Write ``model`` (in eval mode) as an ONNX file at ``path`` (atomically); returns the path."""
-    from crfiqa_kernels import write_atomically
+    from crfiqa_kernels.atomic_files import write_atomically
 
     if not isinstance(model, IResNet):
         raise TypeError(f"model must be a crfiqa.models.IResNet, got {type(model).__name__}")

@@ -11,7 +11,8 @@ import torch
 
 from bench import tune
 from bench.shapes import Shape
-from crfiqa_kernels.backends import triton_backend, triton_config
+from crfiqa_kernels.backends import triton as triton_backend
+from crfiqa_kernels.backends.triton import config as triton_config
 
 SMALL = Shape("small", 20, 100, 32, "a CPU-sized problem")
 CANDIDATES = (

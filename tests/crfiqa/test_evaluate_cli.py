@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from crfiqa.commands import evaluate as cli
+from crfiqa import cli
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -73,7 +73,7 @@ def test_end_to_end_through_python_m(inputs):
 
 
 def _run(argv, capsys):
-    code = cli.main(argv)
+    code = cli.main(["evaluate", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -15,8 +15,8 @@ import torch
 import torch.multiprocessing as mp
 
 from crfiqa_kernels import MarginCCSHead, ShardedMarginCCSHead, margin_ccs_loss
-from crfiqa_kernels.negative_sampling import labels_in_sample, sample_classes
-from crfiqa_kernels.sharding import class_block, normal_rows
+from crfiqa_kernels.parallel.negative_sampling import labels_in_sample, sample_classes
+from crfiqa_kernels.parallel.sharding import class_block, normal_rows
 
 from . import dist_worker
 from .dist_worker import CLASSES, DIM, MARGIN, make_problem, rank_rows

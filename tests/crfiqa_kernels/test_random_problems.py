@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crfiqa_kernels import Margin
-from crfiqa_kernels.backends import chunked, triton_config
-from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
+from crfiqa_kernels.backends import chunked
+from crfiqa_kernels.backends.triton import config as triton_config
+from crfiqa_kernels.backends.triton.config import BackwardConfig, ForwardConfig
 
 from .oracle import DTYPES, assert_matches_oracle, backends_on, make_problem
 

@@ -14,15 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from crfiqa_kernels import Margin, margin_ccs_loss
-from crfiqa_kernels.backends import (
-    chunked,
-    class_splits,
-    resolve,
-    triton_backend,
-    triton_bwd,
-    triton_config,
-)
-from crfiqa_kernels.backends.triton_config import BackwardConfig, ForwardConfig
+from crfiqa_kernels.backends import chunked, class_splits, resolve
+from crfiqa_kernels.backends import triton as triton_backend
+from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
+from crfiqa_kernels.backends.triton import config as triton_config
+from crfiqa_kernels.backends.triton.config import BackwardConfig, ForwardConfig
 from crfiqa_kernels.combine import combine_partials
 from crfiqa_kernels.reference import margin_ccs_loss_reference
 

@@ -16,7 +16,7 @@ import sys
 
 import triton
 
-from crfiqa_kernels.backends import triton_config
+from crfiqa_kernels.backends.triton import config as triton_config
 
 _HOPPER_COMPILE = r"""
 import contextlib, io, json, re, sys
@@ -24,7 +24,9 @@ import torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from crfiqa_kernels import Margin
-from crfiqa_kernels.backends import triton_bwd, triton_config, triton_fwd
+from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
+from crfiqa_kernels.backends.triton import config as triton_config
+from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
 
 POINTEE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64",
            torch.int64: "i64"}

@@ -17,7 +17,9 @@ import torch
 from triton.runtime import interpreter
 
 from crfiqa_kernels import Margin, margin_ccs_loss
-from crfiqa_kernels.backends import triton_bwd, triton_config, triton_fwd
+from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
+from crfiqa_kernels.backends.triton import config as triton_config
+from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
 
 from .oracle import make_problem
 

@@ -89,12 +89,3 @@ def run(args: argparse.Namespace) -> int:
     }
     print(write_outputs(evaluation, sources, args.output_dir))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m crfiqa.evaluate``."""
-    from . import execute
-
-    parser = argparse.ArgumentParser(prog="python -m crfiqa.evaluate", description=DESCRIPTION)
-    add_arguments(parser)
-    return execute("crfiqa evaluate", parser.parse_args(argv))

@@ -32,7 +32,7 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from crfiqa_kernels import write_atomically
+    from crfiqa_kernels.atomic_files import write_atomically
 
     from ..formats import write_quality_scores
     from ..score import load_quality_model, open_images, score_images

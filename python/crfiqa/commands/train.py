@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
-# The names of crfiqa.train.config's PRESETS, AMP_MODES, CR_FORMULAS and MARGIN_GRADS (a test checks
-# that they agree), written out so that ``--help`` need not import torch.
+from crfiqa_kernels.options import CR_FORMULAS, MARGIN_GRADS
+
+from ..options import AMP_MODES
+
+# The keys of crfiqa.train.PRESETS and crfiqa.models.STAGE_DEPTHS (a test checks that they agree),
+# written out so that ``--help`` need not import torch.
 PRESET_NAMES = ("crfiqa-l", "crfiqa-s", "tiny")
-AMP_MODES = ("none", "bf16", "fp16")
-CR_FORMULAS = ("paper", "official")
-MARGIN_GRADS = ("exact", "straight_through")
 NETWORKS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100")
 
 

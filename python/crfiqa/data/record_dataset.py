@@ -122,7 +122,7 @@ def write_records(rec_path: str | os.PathLike, identities: Sequence[int], encode
 
     Identities must be the integers ``0 … K−1``; the images are stored grouped by identity (stable
     order) with insightface's identity records and record 0, as :class:`RecordDataset` reads them."""
-    from crfiqa_kernels import write_atomically
+    from crfiqa_kernels.atomic_files import write_atomically
 
     identities = [int(identity) for identity in identities]
     if not identities:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from crfiqa_kernels import write_text_atomically
+from crfiqa_kernels.atomic_files import write_text_atomically
 
 from ..evaluate import edc_curve, edc_error_at, edc_pauc, plot_edc
 from ..score import TorchQualityModel

@@ -1,7 +1,7 @@
-"""``python -m crfiqa.evaluate``: the same command as ``crfiqa evaluate``."""
+"""``python -m crfiqa.evaluate``: the same as ``crfiqa evaluate``."""
 
 import sys
 
-from ..commands.evaluate import main
+from ..cli import main
 
-sys.exit(main())
+sys.exit(main(["evaluate", *sys.argv[1:]]))

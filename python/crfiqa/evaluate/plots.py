@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from crfiqa_kernels import write_atomically
+from crfiqa_kernels.atomic_files import write_atomically
 
 from .edc import EdcCurve, edc_pauc, edc_theoretical_best
 from .erc import ErcCurve, erc_auc

@@ -24,7 +24,7 @@ ERC_PROTOCOL = (
 
 def write_outputs(evaluation: Evaluation, sources: dict, output_dir: str) -> str:
     """Write the JSON, the text report and the plots into ``output_dir``; returns the report."""
-    from crfiqa_kernels import write_text_atomically
+    from crfiqa_kernels.atomic_files import write_text_atomically
 
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from crfiqa_kernels import save_atomically
+from crfiqa_kernels.atomic_files import save_atomically
 
 
 def save_atomic(payload: dict, path: str | os.PathLike) -> None:

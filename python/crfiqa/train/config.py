@@ -12,13 +12,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from crfiqa_kernels.heads import CR_FORMULAS
+from crfiqa_kernels.options import CR_FORMULAS, MARGIN_GRADS
 
 from ..models import STAGE_DEPTHS
 from ..models.iresnet import AUTHORS_WIDTHS
-
-AMP_MODES = ("none", "bf16", "fp16")
-MARGIN_GRADS = ("exact", "straight_through")
+from ..options import AMP_MODES
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .backends.contract import accumulate_dtype
+from ..backends.contract import accumulate_dtype
 
 # Position of the embeddings' dtype in the per-rank descriptor.
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -2,7 +2,7 @@
 digit 3 split into two labels; the model trained for 6 epochs (the demo's recipe, shortened as the
 demo's own test does).
 
-Measured with this code (``python -m crfiqa.curate.known_truth --out DIR --epochs 6 --seed S``):
+Measured with this code (``python -m bench.known_truth --out DIR --epochs 6 --seed S``):
 seed 0: precision 0.407, recall 0.980, precision among the 251 most suspicious 0.829; seed 1:
 0.448, 0.988, 0.829. The split pair first in the duplicate list and the only flagged pair in both
 (mutual nearest share 0.689 / 0.713, the best other pair 0.159 / 0.429; the split pair's center
@@ -15,8 +15,8 @@ import json
 
 import pytest
 
+from bench.known_truth import KnownTruthSettings, demo_settings, measure
 from crfiqa.curate import REPORT_FILES
-from crfiqa.curate.known_truth import KnownTruthSettings, demo_settings, measure
 
 
 @pytest.mark.usefixtures("one_thread")

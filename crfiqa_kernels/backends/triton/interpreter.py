@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from triton.runtime import interpreter
 
-from .triton_config import interpreting
+from .config import interpreting
 
 
 def use_numpy2_scalar_index() -> None:

@@ -16,9 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .contract import accumulate_dtype
-from .triton_config import interpreting
-from .triton_interpreter import dot_operand, emulates_bf16
+from ..contract import accumulate_dtype
+from .config import interpreting
+from .interpreter import dot_operand, emulates_bf16
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
@@ -51,7 +51,7 @@ class TileMeta:
     """Compile-time facts shared by the forward and backward launches.
 
     ``compute``: the dtype tile products round their operands to (ê's dtype); ``dot``: the dtype
-    handed to ``tl.dot`` (``compute`` on a GPU; see :mod:`.triton_interpreter` for the
+    handed to ``tl.dot`` (``compute`` on a GPU; see :mod:`.interpreter` for the
     interpreter); ``acc``: accumulation dtype (fp64 for fp64, else fp32); ``input_precision`` of
     fp32 products (tf32 when ``torch.backends.cuda.matmul.allow_tf32``, else IEEE);
     ``multiplicative``: the margin's kind (m1 ≠ 1).

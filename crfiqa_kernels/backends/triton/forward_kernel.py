@@ -2,7 +2,7 @@
 
 Grid: one axis of (batch tiles × class splits) programs, batch tiles varying fastest so the
 programs reading the same class tiles run side by side and share them through L2. A program walks
-the class tiles of its split (:mod:`.class_splits`):
+the class tiles of its split (:mod:`..class_splits`):
 
     cos   = clamp(ê_rows · (W_cols · w_inv_norm_cols)ᵀ, -1, 1)      tl.dot, fp32 accumulation
     logit = s·cos, s·φ(cos) at the label column                       (log2 units: × log2 e)
@@ -21,9 +21,9 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-from . import class_splits
-from .contract import Partials, accumulate_dtype
-from .triton_common import (
+from .. import class_splits
+from ..contract import Partials, accumulate_dtype
+from .common import (
     LN2,
     LOG2E,
     check_operands,
@@ -34,7 +34,7 @@ from .triton_common import (
     tile_meta,
     to_acc,
 )
-from .triton_config import MAX_GRID_X, ForwardConfig
+from .config import MAX_GRID_X, ForwardConfig
 
 
 @dataclass(frozen=True)

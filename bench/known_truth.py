@@ -1,7 +1,7 @@
 """``curate`` measured on data with a known truth: the demo's degraded digits with 5 % of the training
 labels flipped and one identity split into two labels.
 
-    python -m crfiqa.curate.known_truth --out curate-truth      # ~1 min on 2 CPU cores
+    python -m bench.known_truth --out curate-truth      # ~1 min on 2 CPU cores
 
 1. The demo's training images (:func:`crfiqa.demo.make_digits`); the digit is the identity.
 2. One identity (digit 3 by default) is split in two: half of its source images (all their degraded
@@ -31,14 +31,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crfiqa_kernels import write_text_atomically
-
-from ..demo import DemoSettings, make_digits
-from ..train import train
-from .data import open_labelled_data
-from .model import load_curate_model
-from .run import CurateOptions, curate
-from .settings import DUPLICATE, MISLABELED
+from crfiqa.curate.data import open_labelled_data
+from crfiqa.curate.model import load_curate_model
+from crfiqa.curate.run import CurateOptions, curate
+from crfiqa.curate.settings import DUPLICATE, MISLABELED
+from crfiqa.demo import DemoSettings, make_digits
+from crfiqa.train import train
+from crfiqa_kernels.atomic_files import write_text_atomically
 
 ORIGINAL_CLASSES = 10
 
@@ -220,7 +219,7 @@ def measure(
         "total_seconds": time.perf_counter() - started,
         "settings": {**asdict(settings), "thresholds": options.flags.to_dict()},
         "commands": {
-            "measure": f"python -m crfiqa.curate.known_truth --out {out_dir}",
+            "measure": f"python -m bench.known_truth --out {out_dir}",
             "curate": f"crfiqa curate {checkpoint} {data_dir} --output {report_dir}",
         },
     }
@@ -243,7 +242,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crfiqa.curate.known_truth", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.known_truth", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for data, model, report and known_truth.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="training epochs (default: the demo's 10)")

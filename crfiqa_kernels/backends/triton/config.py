@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import class_splits
+from .. import class_splits
 
 # CUDA's limit on grid axis 0 (axes 1 and 2 allow 65,535: the kernels launch one-axis grids).
 MAX_GRID_X = 2**31 - 1
@@ -59,7 +59,7 @@ class ForwardConfig:
 
 @dataclass(frozen=True)
 class BackwardConfig:
-    """Backward tiles (see :mod:`.triton_bwd`): ``splits`` persistent programs, each owning the class
+    """Backward tiles (see :mod:`.backward_kernel`): ``splits`` persistent programs, each owning the class
     tiles of one class split, ``block_c`` classes at a time. For a class tile a program walks the
     batch in tiles of ``block_b`` rows, recomputing the cosines ``block_d`` columns at a time and
     producing its share of ``dê`` ``block_d`` columns at a time; then it forms the tile's ``dW``

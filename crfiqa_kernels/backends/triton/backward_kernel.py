@@ -1,7 +1,7 @@
 """Backward of the ``triton`` backend (DESIGN §2, §3.1): ``dê`` and ``dW`` with one recompute of each
 cosine tile, in three GEMM-equivalents of B·C·D multiply-adds (four with the forward).
 
-Grid: one axis of persistent programs, one per class split (:mod:`.class_splits`). A program owns
+Grid: one axis of persistent programs, one per class split (:mod:`..class_splits`). A program owns
 the class tiles of its split, one at a time, and so writes each row of ``dW`` exactly once, without
 atomics. For a class tile j (``BLOCK_C`` classes):
 
@@ -19,7 +19,7 @@ atomics. For a class tile j (``BLOCK_C`` classes):
 
 The scratch is S × B × BLOCK_C elements of the compute dtype whatever C is (S ≤ the programs that
 fill the device), and stays in L2 between the two phases: a batch whose scratch would outgrow its
-share of L2 (``triton_config.scratch_rows``) is processed in passes of fewer rows, one launch each,
+share of L2 (``config.scratch_rows``) is processed in passes of fewer rows, one launch each,
 each pass adding its ∂ℓ/∂W to the previous ones'. That sum is exact algebra: ∂ℓ/∂ŵ_j and the radial
 sum ŵ_j · ∂ℓ/∂ŵ_j are both sums over the rows, and the Jacobian is linear in them. Between the phases
 (and before the next tile overwrites the scratch) the program's threads meet at a barrier, which
@@ -34,9 +34,9 @@ import torch
 import triton
 import triton.language as tl
 
-from . import class_splits
-from .contract import MARGIN_GRADS, accumulate_dtype
-from .triton_common import (
+from .. import class_splits
+from ..contract import MARGIN_GRADS, accumulate_dtype
+from .common import (
     LOG2E,
     TL_DTYPES,
     check_operands,
@@ -48,8 +48,8 @@ from .triton_common import (
     tile_meta,
     to_acc,
 )
-from .triton_config import BackwardConfig
-from .triton_interpreter import dot_operand, emulates_bf16, store_value
+from .config import BackwardConfig
+from .interpreter import dot_operand, emulates_bf16, store_value
 
 
 @dataclass(frozen=True)

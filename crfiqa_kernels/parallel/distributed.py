@@ -1,7 +1,7 @@
 """``ShardedMarginCCSHead``: the class-center head, model-parallel over ``torch.distributed``.
 
 Rank ``r`` of a group of ``W`` ranks owns the contiguous block of classes ``[class_start,
-class_start + num_local)`` (:func:`~crfiqa_kernels.sharding.class_block`). One step, for a global
+class_start + num_local)`` (:func:`~crfiqa_kernels.parallel.sharding.class_block`). One step, for a global
 batch of ``B = Σ_r B_r`` rows:
 
 1. all-gather of a descriptor per rank (batch size, dtype, label range, local input errors): every
@@ -27,17 +27,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import backends
-from .atomic_files import save_atomically
+from .. import backends
+from ..atomic_files import save_atomically
+from ..combine import RowStats, SplitReducer, combine_partials
+from ..margins import Margin
+from ..operands import compute_dtype_of, normalize_operands, resolve_backend
+from ..results import MarginCCSOutput
+from ..row_loss import labelled, labelled_only, margin_row_loss, mean_over_labelled
+from ..validation import check_head_arguments
 from .batch_exchange import GatherEmbeddings, exchange_layout, gather_rows
-from .combine import RowStats, SplitReducer, combine_partials
-from .margin import Margin
 from .negative_sampling import labels_in_sample, sample_classes
-from .operands import compute_dtype_of, normalize_operands, resolve_backend
-from .results import MarginCCSOutput
-from .row_loss import labelled, labelled_only, margin_row_loss, mean_over_labelled
 from .sharding import SEED_BITS, class_block, full_weight, gather_blocks, normal_rows
-from .validation import check_head_arguments
 
 BACKENDS = tuple(name for name in backends.NAMES if name != "reference")
 
@@ -139,7 +139,7 @@ class ShardedMarginCCSHead(nn.Module):
     Rank ``r`` owns the contiguous classes ``[class_start, class_start + num_local)``; the block
     sizes differ by at most one and the lower ranks take the extra classes (``num_classes`` must be
     at least the world size). ``weight`` is the local shard (num_local, D), initialized N(0, 0.01)
-    block by block from a seed drawn on group rank 0 (:func:`~crfiqa_kernels.sharding.normal_rows`),
+    block by block from a seed drawn on group rank 0 (:func:`~crfiqa_kernels.parallel.sharding.normal_rows`),
     so after the same ``torch.manual_seed`` the full matrix is the same for every world size.
 
     ``forward(local_embeddings, local_labels)`` is a collective: every rank of the group calls it,

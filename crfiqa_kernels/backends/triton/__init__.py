@@ -1,8 +1,8 @@
-"""The ``triton`` backend: the kernel contract of :mod:`.contract` as fused Triton kernels.
+"""The ``triton`` backend: the kernel contract of :mod:`..contract` as fused Triton kernels.
 
 It runs on CUDA devices and, for tests, on the CPU when Triton's interpreter is on
 (``TRITON_INTERPRET=1`` set before ``triton`` is imported). Block sizes and class splits come from
-:mod:`.triton_config`; both functions accept an explicit ``config`` instead.
+:mod:`.config`; both functions accept an explicit ``config`` instead.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import contextlib
 
 import torch
 
-from . import triton_bwd, triton_config, triton_fwd
-from .contract import Partials
-from .triton_config import BackwardConfig, ForwardConfig
+from ..contract import Partials
+from . import backward_kernel, forward_kernel
+from . import config as block_config
+from .config import BackwardConfig, ForwardConfig
 
 
 def available(device) -> bool:
@@ -22,7 +23,7 @@ def available(device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
     if device.type == "cpu":
-        return triton_config.interpreting() and triton_fwd.INTERPRETED
+        return block_config.interpreting() and forward_kernel.INTERPRETED
     return False
 
 
@@ -37,29 +38,29 @@ def _check_device(e_hat: torch.Tensor) -> None:
 def forward_partials(
     e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None
 ) -> Partials:
-    """:mod:`.contract`'s forward: per-(split, row) partials over the classes of ``weight``."""
+    """:mod:`..contract`'s forward: per-(split, row) partials over the classes of ``weight``."""
     _check_device(e_hat)
     if config is None:
-        config = triton_config.forward_config(
+        config = block_config.forward_config(
             e_hat.shape[0], weight.shape[0], e_hat.shape[-1], e_hat.dtype, e_hat.device
         )
     with _on(e_hat.device):
-        return triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
+        return forward_kernel.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
 
 
 def backward(
     e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *, config: BackwardConfig | None = None
 ):
-    """:mod:`.contract`'s backward: ``(dê, dW)``; the split-buffer path when
+    """:mod:`..contract`'s backward: ``(dê, dW)``; the split-buffer path when
     ``torch.are_deterministic_algorithms_enabled()``, fp32 atomics on ``dê`` otherwise."""
     _check_device(e_hat)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if config is None:
-        config = triton_config.backward_config(
+        config = block_config.backward_config(
             e_hat.shape[0], weight.shape[0], e_hat.shape[-1], e_hat.dtype, e_hat.device, deterministic
         )
     with _on(e_hat.device):
-        return triton_bwd.launch_backward(
+        return backward_kernel.launch_backward(
             e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, config, deterministic
         )
 

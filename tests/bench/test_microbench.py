@@ -1,6 +1,6 @@
 """pytest-benchmark microbenchmarks of the CPU path, outside the test suite's verdict.
 
-    python -m pytest bench/test_microbench.py --benchmark-only
+    python -m pytest tests/bench/test_microbench.py --benchmark-only
 
 The chunked op, forward and forward + backward, at small shapes, beside the authors' formulation
 at the same shapes for scale. Inputs rotate between rounds (3 sets of embeddings and labels).
