@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .constants import SIN_FLOOR
+from ..constants import SIN_FLOOR
 
 
 @dataclass(frozen=True)
