@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m bench --preset cpu-l            # issue 2 item 9: the CPU path at L, 2 threads
+    python -m bench --preset cpu-l            # the CPU path at L, 2 threads
     python -m bench --preset gpu              # every peer, shape, dtype and mode on a GPU
     python -m bench --device cpu --shapes S --impls chunked,authors_eager --modes fwd_bwd
     python -m bench --preset gpu-scale        # largest C whose training step fits (GPU)

@@ -273,7 +273,7 @@ def table(machine: Machine = Machine(), params: Params = Params(), shapes=MODEL_
             )
     lines += [
         "",
-        "Modeled ours / three-GEMM floor, bf16 fwd+bwd (issue 14's target: ≤ 1.45× at L, XL, Shard): "
+        "Modeled ours / three-GEMM floor, bf16 fwd+bwd (the design's aim: ≤ 1.45× at L, XL, Shard): "
         + ", ".join(f"{name} {ratio:.2f}×" for name, ratio in ratios.items())
         + " — modeled.",
     ]

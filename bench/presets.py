@@ -25,7 +25,7 @@ def _timing(
 
 
 PRESETS = {
-    # Issue 2 item 9: the CPU path against the authors' formulation and PyTorch's linear CE at L,
+    # The CPU path against the authors' formulation and PyTorch's linear CE at L,
     # beside the three-GEMM and four-product floors (floor, floor4).
     # A step costs about 1-2.5 s on 2 cores: 20 timed repeats after 1 warm-up keep the run near
     # 2 minutes on a quiet machine. (linear_cross_entropy_chunked is left out: over 15 s a step
@@ -33,15 +33,15 @@ PRESETS = {
     "cpu-l": _timing("cpu", "L", "fp32", "fwd_bwd", CPU_PEERS_AND_FLOOR, threads=2, warmup=1, repeats=20),
     # Every implementation once at the tiny shape: checks that the harness runs end to end.
     "smoke": _timing("cpu", "tiny", "fp32,bf16", "fwd,fwd_bwd", "all", warmup=1, repeats=3),
-    # Issue 8 item 1 on a GPU: every peer, every shape, both dtypes and modes.
+    # On a GPU: every peer, every shape, both dtypes and modes.
     "gpu": _timing("cuda", "S,L,XL,Shard", "bf16,fp32", "fwd,fwd_bwd", LOSS_AND_FLOOR, warmup=5, repeats=30),
     # The device call's short run (tests/gpu/run_on_device.sh, DESIGN §8): S, L, XL in bf16 with the
-    # peers of issue 13 item 4, both floors and our three backends; 2 warm-ups, 10 repeats. The script
+    # fused peers, both floors and our three backends; 2 warm-ups, 10 repeats. The script
     # reuses it with --dtypes fp32 and --shapes Shard while time remains.
     "gpu-short": _timing("cuda", "S,L,XL", "bf16", "fwd,fwd_bwd", SHORT_RUN, warmup=2, repeats=10),
     # class_stats against faiss's flat top-2 search at C = 2,000,000, B = 4,096.
     "gpu-stats": _timing("cuda", "Stats", "fp32,bf16", "fwd", "class_stats,faiss_top2", warmup=3, repeats=20),
-    # Issue 18 item 5: class_stats with labels (what crfiqa curate runs: one pass over the centers)
+    # class_stats with labels (what crfiqa curate runs: one pass over the centers)
     # against faiss's exact top-2 search (IndexFlatIP) at C = 1,000,000 on 2 threads. A pass is
     # 4.2 TFLOP, tens of seconds here: no warm-up (nothing to compile or tune; the inputs are in
     # memory) and 2 timed repeats. class_stats without labels makes two passes (top class, then the
@@ -49,7 +49,7 @@ PRESETS = {
     "cpu-stats": _timing(
         "cpu", "Stats-CPU", "fp32", "fwd", "class_stats_labelled,faiss_top2", threads=2, warmup=0, repeats=2
     ),
-    # Issue 8 item 4: the largest C whose training step fits on the GPU.
+    # The largest C whose training step fits on the GPU.
     "gpu-scale": dict(device="cuda", scale=True, dtypes="fp32,bf16", impls="authors_eager,chunked,triton,cuda"),
 }
 

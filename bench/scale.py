@@ -1,4 +1,4 @@
-"""Issue 8 item 4: the largest number of classes whose training step fits on the GPU.
+"""The largest number of classes whose training step fits on the GPU.
 
 A training step is B = 512 embeddings (requiring grad, as from a backbone) against float32 master
 class centers (C, 512), forward + backward, then an SGD-with-momentum update; two steps run, so the

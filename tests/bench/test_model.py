@@ -45,7 +45,7 @@ def test_model_arithmetic_at_shape_l_by_hand():
     assert ours.seconds / floor.seconds == pytest.approx(
         (192_901_120 / BANDWIDTH + 3 * GEMM_FLOPS / PEAK) / (3 * per_gemm / BANDWIDTH)
     )
-    assert ours.seconds / floor.seconds <= 1.45  # issue 14's modeled target
+    assert ours.seconds / floor.seconds <= 1.45  # the design's modeled aim
 
 
 def test_shard_batch_runs_in_row_passes_and_stays_compute_bound():

@@ -1,4 +1,4 @@
-"""Tests that need an optional package skip cleanly without it (issue 13 item 3): the GPU image has
+"""Tests that need an optional package skip cleanly without it: the GPU image has
 no faiss, and onnx, onnxruntime, pytest-benchmark, Liger-Kernel or Cut Cross-Entropy may be absent
 anywhere. Each package is hidden (tests/compat/hide_packages.py) in a pytest run of its tests."""
 

@@ -43,7 +43,7 @@ STEPS=(
 )
 # How the estimates were made (H200 host, 16 cores; nothing of ours has run there yet):
 ESTIMATE_NOTES=(
-    "build: measured here (2 shared cores, nvcc 13.0, commit 53bc8cf): the slowest source, backward_dweight.cu, takes"
+    "build: measured on a 2-core CPU machine (nvcc 13.0): the slowest source takes"
     "  40 s of CPU for sm_80 + sm_90a and 23 s for sm_90a alone (the step builds sm_90a only: CRFIQA_CUDA_ARCHS=90a,"
     "  the H200's); CMake's configure 24 s wall under load. On 16 idle cores ninja compiles the 4 sources at once:"
     "  ~10 s configure + ~25 s slowest source + link and pip ~10 s = ~45 s."
