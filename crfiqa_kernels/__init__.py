@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING
 
 # Public name -> the module that defines it.
 _EXPORTS = {
+    "AdaFace": ".margins",
     "CRFIQALoss": ".heads",
     "CRFIQALossParts": ".heads",
     "ClassStats": ".results",
+    "CurricularFace": ".margins",
+    "ElasticFace": ".margins",
+    "MagFace": ".margins",
     "Margin": ".margins",
     "MarginCCSHead": ".heads",
     "MarginCCSOutput": ".results",
@@ -33,6 +37,10 @@ if TYPE_CHECKING:  # the same names for type checkers, as explicit re-exports
     from .heads import CRFIQALossParts as CRFIQALossParts
     from .heads import MarginCCSHead as MarginCCSHead
     from .heads import cr_target as cr_target
+    from .margins import AdaFace as AdaFace
+    from .margins import CurricularFace as CurricularFace
+    from .margins import ElasticFace as ElasticFace
+    from .margins import MagFace as MagFace
     from .margins import Margin as Margin
     from .ops import class_stats as class_stats
     from .ops import margin_ccs_loss as margin_ccs_loss
