@@ -2,6 +2,6 @@
 transforms the kernels apply."""
 
 from .base import NEGATIVE_KINDS, MarginFamily, NegativeTransform, TargetTerms
-from .combined import Margin
+from .combined import ArcFace, CosFace, Margin
 
-__all__ = ["NEGATIVE_KINDS", "Margin", "MarginFamily", "NegativeTransform", "TargetTerms"]
+__all__ = ["NEGATIVE_KINDS", "ArcFace", "CosFace", "Margin", "MarginFamily", "NegativeTransform", "TargetTerms"]
