@@ -3,7 +3,7 @@ transforms the kernels apply."""
 
 from .adaface import AdaFace
 from .base import NEGATIVE_KINDS, MarginFamily, NegativeTransform, TargetTerms
-from .combined import Margin
+from .combined import ArcFace, CosFace, Margin
 from .curricular import CurricularFace
 from .elastic import ElasticFace
 from .magface import MagFace
@@ -11,6 +11,8 @@ from .magface import MagFace
 __all__ = [
     "NEGATIVE_KINDS",
     "AdaFace",
+    "ArcFace",
+    "CosFace",
     "CurricularFace",
     "ElasticFace",
     "MagFace",
