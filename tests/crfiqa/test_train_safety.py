@@ -103,9 +103,21 @@ def test_cli_default_preset_takes_the_datasets_identity_count(tmp_path, capsys):
 def test_loss_options_reach_the_head(tmp_path):
     for argv, family, expected in (
         (["--loss", "cosface", "--margin", "0.35"], "Margin", {"s": 30.0, "m1": 1.0, "m2": 0.0, "m3": 0.35}),
-        (["--loss", "elasticface-cos", "--elastic-std", "0.05", "--elastic-plus"], "ElasticFace", {"s": 30.0, "m": 0.35, "std": 0.05, "kind": "cos", "plus": True}),
-        (["--loss", "adaface", "--adaface-h", "0.5", "--adaface-t-alpha", "0.1"], "AdaFace", {"s": 30.0, "m": 0.4, "h": 0.5, "t_alpha": 0.1}),
-        (["--loss", "magface", "--magface-u-a", "90", "--no-magface-easy-margin"], "MagFace", {"s": 30.0, "u_a": 90.0, "easy_margin": False}),
+        (
+            ["--loss", "elasticface-cos", "--elastic-std", "0.05", "--elastic-plus"],
+            "ElasticFace",
+            {"s": 30.0, "m": 0.35, "std": 0.05, "kind": "cos", "plus": True},
+        ),
+        (
+            ["--loss", "adaface", "--adaface-h", "0.5", "--adaface-t-alpha", "0.1"],
+            "AdaFace",
+            {"s": 30.0, "m": 0.4, "h": 0.5, "t_alpha": 0.1},
+        ),
+        (
+            ["--loss", "magface", "--magface-u-a", "90", "--no-magface-easy-margin"],
+            "MagFace",
+            {"s": 30.0, "u_a": 90.0, "easy_margin": False},
+        ),
         (["--loss", "curricularface", "--margin", "0.4"], "CurricularFace", {"s": 30.0, "m": 0.4}),
     ):
         args = build_parser().parse_args(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from crfiqa_kernels.options import CR_FORMULAS, MARGIN_GRADS
 
@@ -79,10 +80,10 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-_REAL = {"type": float}
-_SWITCH = {"action": argparse.BooleanOptionalAction}
+_REAL: dict[str, Any] = {"type": float}
+_SWITCH: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
 # Each family hyperparameter (crfiqa.options.LOSS_PARAMETERS) -> its flag, argparse kind and help.
-LOSS_FLAGS = {
+LOSS_FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
     "s": ("--margin-scale", _REAL, "the logit scale s"),
     "m": ("--margin", _REAL, "the margin m (ElasticFace: the mean of its draws)"),
     "std": ("--elastic-std", _REAL, "ElasticFace: the std of the drawn margins"),

@@ -3,7 +3,8 @@
 The recipe (Boutros et al., CVPR 2023, and the authors' released training code): SGD with momentum
 0.9 and weight decay 5e-4, lr 0.1 × global batch / 512, multiplied by 0.1 from each epoch listed in
 ``lr_steps`` on (1-based, as the authors' ``lr_step_func``), backbone gradients clipped at norm 5,
-ArcFace margin s = 64, m = 0.5 (``loss``: any margin family of ``crfiqa.options.LOSSES``), CR-FIQA loss α = 10, β = 0.5, dropout 0.4 before the embedding.
+ArcFace margin s = 64, m = 0.5 (``loss``: any family of ``crfiqa.options.LOSSES``), CR-FIQA loss
+α = 10, β = 0.5, dropout 0.4 before the embedding.
 Checkpoints every ``checkpoint_every`` steps and at least every ``checkpoint_minutes`` of training.
 """
 
@@ -92,14 +93,13 @@ class TrainConfig:
             raise TypeError(f"loss_options must be a dict, got {type(self.loss_options).__name__}")
         for name, value in self.loss_options.items():
             if name not in LOSS_PARAMETERS[self.loss]:
-                raise ValueError(
-                    f"loss_options: {self.loss} takes {LOSS_PARAMETERS[self.loss]}, not {name!r}"
-                )
+                raise ValueError(f"loss_options: {self.loss} takes {LOSS_PARAMETERS[self.loss]}, not {name!r}")
             switch = name in LOSS_SWITCHES
             if isinstance(value, bool) != switch or not isinstance(value, (bool, int, float)):
                 kind = "a bool" if switch else "a real number"
                 raise TypeError(f"loss_options[{name!r}] must be {kind}, got {value!r}")
-        self.loss_options = {name: value if isinstance(value, bool) else float(value) for name, value in self.loss_options.items()}
+        options = self.loss_options.items()
+        self.loss_options = {name: value if isinstance(value, bool) else float(value) for name, value in options}
 
     def model_config(self) -> dict:
         """The :class:`crfiqa.models.IResNet` config of the backbone to train."""
@@ -128,7 +128,8 @@ def upgrade(saved: dict) -> dict:
     if not any(name in saved for name in LEGACY_MARGIN):
         return dict(saved)
     config = {name: value for name, value in saved.items() if name not in LEGACY_MARGIN}
-    s, m1, m2, m3 = (saved.get(name, default) for name, default in zip(LEGACY_MARGIN, (64.0, 1.0, 0.5, 0.0), strict=True))
+    defaults = (64.0, 1.0, 0.5, 0.0)
+    s, m1, m2, m3 = (saved.get(name, default) for name, default in zip(LEGACY_MARGIN, defaults, strict=True))
     if m1 == 1.0 and m3 == 0.0:
         config.update(loss="arcface", loss_options={"s": s, "m": m2})
     elif m1 == 1.0 and m2 == 0.0:

@@ -25,8 +25,8 @@ from ..models import build_iresnet
 from . import distributed
 from .checkpoint import load_checkpoint, save_atomic
 from .config import TrainConfig, upgrade
-from .losses import loss_parameters
 from .interrupt import StopRequests, TrainingInterrupted
+from .losses import loss_parameters
 from .output_folder import move_run_aside, run_files
 from .run_log import RunLog
 
