@@ -89,11 +89,10 @@ def adaface(embeddings, weight, labels, *, s, m, h, t_alpha, batch_mean, batch_s
     index = torch.where(labels != -1)[0]
     safe_norms = torch.clip(norms, min=0.001, max=100).clone().detach()
     with torch.no_grad():
-        mean, std = safe_norms[index].mean(), safe_norms[index].std()
         if index.numel() >= 1:
-            batch_mean = mean * t_alpha + (1 - t_alpha) * batch_mean
+            batch_mean = safe_norms[index].mean() * t_alpha + (1 - t_alpha) * batch_mean
         if index.numel() >= 2:
-            batch_std = std * t_alpha + (1 - t_alpha) * batch_std
+            batch_std = safe_norms[index].std() * t_alpha + (1 - t_alpha) * batch_std
     margin_scaler = (safe_norms - batch_mean) / (batch_std + eps)
     margin_scaler = torch.clip(margin_scaler * h, -1, 1)
 
