@@ -124,7 +124,11 @@ def run_reference(case: str, problem, to=None) -> dict:
     return _results(ref.loss, ref.ccs, ref.nnccs, ref.nn_index, embeddings, weight, ref.state)
 
 
-COMPARED = ("loss", "ccs", "nnccs", "grad_embeddings", "grad_weight", "grad_norms")
+COMPARED = ("loss", "ccs", "nnccs", "grad_embeddings", "grad_weight")
+# The gradient through the norms, compared where a margin depends on them (elsewhere it is the
+# rounding noise of dE's radial part), in float32 and float16: in bfloat16, at D = 96, the radial
+# part (~1e-2 here) is below the rounding noise of dE's components summed over D.
+NORM_FAMILIES = ("magface", "magface-hard-margin")
 
 
 def assert_family_matches(case: str, problem, backend: str) -> dict:
@@ -135,7 +139,8 @@ def assert_family_matches(case: str, problem, backend: str) -> dict:
     same_dtype = run_reference(case, problem)
     oracle = run_reference(case, problem, to=torch.float64)
     errors = {}
-    for key in COMPARED:
+    norm_grads = case in NORM_FAMILIES and dtype != torch.bfloat16
+    for key in COMPARED + (("grad_norms",) if norm_grads else ()):
         assert impl[key].shape == oracle[key].shape, key
         assert_within_bound(f"{case} {backend} {key}", impl[key], same_dtype[key], oracle[key], dtype)
         diff = (impl[key].double() - oracle[key].double())[~torch.isnan(oracle[key])].abs()
