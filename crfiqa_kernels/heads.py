@@ -10,7 +10,7 @@ from torch import nn
 
 from . import backends
 from .constants import CR_EPS, CR_OFFICIAL_FLOOR
-from .margins import Margin
+from .margins import Margin, MarginFamily
 from .ops import margin_ccs_loss
 from .options import CR_FORMULAS
 from .results import MarginCCSOutput
@@ -21,29 +21,43 @@ from .validation import check_head_arguments
 class MarginCCSHead(nn.Module):
     """Class centers ``weight`` (C, D), initialized N(0, 0.01), and the fused margin loss.
 
-    ``forward(embeddings, labels)`` returns :class:`MarginCCSOutput` (mean loss over labelled rows).
+    ``margin`` is any margin family (ArcFace s=64, m=0.5 by default), a submodule: its running
+    statistics are part of the head's ``state_dict``. ``interclass_filter``: PartialFC's threshold
+    (see :func:`~crfiqa_kernels.margin_ccs_loss`). ``forward(embeddings, labels)`` returns
+    :class:`MarginCCSOutput` (mean loss over labelled rows, the family's extra loss included).
     """
 
     def __init__(
         self,
         num_classes: int,
         embedding_size: int,
-        margin: Margin | None = None,
+        margin: MarginFamily | None = None,
         *,
         margin_grad: str = "exact",
+        interclass_filter: float | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.margin = Margin() if margin is None else margin
-        check_head_arguments(num_classes, embedding_size, self.margin, margin_grad, backend, backends.NAMES)
+        margin = Margin() if margin is None else margin
+        check_head_arguments(
+            num_classes, embedding_size, margin, margin_grad, backend, backends.NAMES, interclass_filter
+        )
+        self.margin = margin
         self.margin_grad = margin_grad
+        self.interclass_filter = interclass_filter
         self.backend = backend
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> MarginCCSOutput:
         return margin_ccs_loss(
-            embeddings, self.weight, labels, self.margin, margin_grad=self.margin_grad, backend=self.backend
+            embeddings,
+            self.weight,
+            labels,
+            self.margin,
+            margin_grad=self.margin_grad,
+            interclass_filter=self.interclass_filter,
+            backend=self.backend,
         )
 
     def load_official_state_dict(self, state_dict: dict) -> None:
@@ -59,7 +73,10 @@ class MarginCCSHead(nn.Module):
             self.weight.copy_(kernel.T)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.weight.shape[0]}, embedding_size={self.weight.shape[1]}, margin={self.margin}"
+        return (
+            f"num_classes={self.weight.shape[0]}, embedding_size={self.weight.shape[1]}, "
+            f"interclass_filter={self.interclass_filter}"
+        )
 
 
 def cr_target(ccs: torch.Tensor, nnccs: torch.Tensor, formula: str = "paper", eps: float = CR_EPS) -> torch.Tensor:

@@ -4,3 +4,4 @@ so a command line can list them without loading torch."""
 REDUCTIONS = ("mean", "sum", "none")
 MARGIN_GRADS = ("exact", "straight_through")
 CR_FORMULAS = ("paper", "official")
+ELASTIC_KINDS = ("arc", "cos")

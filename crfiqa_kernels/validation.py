@@ -8,9 +8,11 @@ and while ``torch.compile`` traces.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .margins import Margin
+from .margins import MarginFamily
 from .options import MARGIN_GRADS, REDUCTIONS
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -52,16 +54,31 @@ def check_inputs(embeddings, weight, labels, *, labels_required: bool) -> None:
         raise ValueError(f"labels is on {labels.device} but embeddings is on {embeddings.device}")
 
 
-def check_options(margin, reduction: str, margin_grad: str) -> None:
-    if not isinstance(margin, Margin):
-        raise TypeError(f"margin must be a crfiqa_kernels.Margin, got {type(margin).__name__}")
+def check_options(margin, reduction: str, margin_grad: str, interclass_filter=None) -> None:
+    if not isinstance(margin, MarginFamily):
+        raise TypeError(
+            f"margin must be a crfiqa_kernels margin family (Margin, ArcFace, …), got {type(margin).__name__}"
+        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if margin_grad not in MARGIN_GRADS:
         raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
+    check_interclass_filter(interclass_filter)
 
 
-def check_head_arguments(num_classes, embedding_size, margin, margin_grad: str, backend: str, backend_names) -> None:
+def check_interclass_filter(interclass_filter) -> None:
+    """None, or PartialFC's threshold ``t`` in (−1, 1] (a cosine; ``t = 1`` filters nothing)."""
+    if interclass_filter is None:
+        return
+    if isinstance(interclass_filter, bool) or not isinstance(interclass_filter, (int, float)):
+        raise TypeError(f"interclass_filter must be None or a real number, got {type(interclass_filter).__name__}")
+    if not (math.isfinite(interclass_filter) and -1.0 < interclass_filter <= 1.0):
+        raise ValueError(f"interclass_filter must lie in (-1, 1], got {interclass_filter}")
+
+
+def check_head_arguments(
+    num_classes, embedding_size, margin, margin_grad: str, backend: str, backend_names, interclass_filter=None
+) -> None:
     """The constructor arguments shared by the single-device and the sharded head."""
     for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -70,7 +87,7 @@ def check_head_arguments(num_classes, embedding_size, margin, margin_grad: str, 
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if embedding_size < 1:
         raise ValueError(f"embedding_size must be positive, got {embedding_size}")
-    check_options(margin, "mean", margin_grad)
+    check_options(margin, "mean", margin_grad, interclass_filter)
     if backend not in backend_names:
         raise ValueError(f"backend must be one of {tuple(backend_names)}, got {backend!r}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .contract import Partials, accumulate_dtype
+from .contract import LogitParams, Partials, accumulate_dtype, check_logits
 
 # Upper bound on the elements of the (B, T) tile buffer; T = TILE_ELEMENTS // B, at least MIN_TILE.
 TILE_ELEMENTS = 1 << 21
@@ -52,9 +52,10 @@ def _normalized_tile(e_hat, weight, w_inv_norm, start, stop):
     return weight[start:stop].to(acc) * w_inv_norm[start:stop].to(acc).unsqueeze(1)
 
 
-def _cosine_tile(e_hat, w_hat):
-    """clamp(ê · ŵ_jᵀ, -1, 1) for the tile's classes, ŵ rounded to ê's dtype."""
-    return _product(e_hat, w_hat.to(e_hat.dtype).T).clamp_(-1.0, 1.0)
+def _cosine_tile(e_hat, w_hat, logits: LogitParams):
+    """clamp(ê · ŵ_jᵀ, -1 + ε_c, 1 - ε_c) for the tile's classes, ŵ rounded to ê's dtype."""
+    low, high = logits.bounds()
+    return _product(e_hat, w_hat.to(e_hat.dtype).T).clamp_(low, high)
 
 
 def _target_column(labels_local, start, stop):
@@ -70,23 +71,39 @@ def _put_column(buffer, column, in_tile, value):
     buffer.scatter_(1, column, torch.where(in_tile, value, kept).unsqueeze(1))
 
 
-def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partials:
+def _hard(buffer, logits: LogitParams):
+    """The entries the negative transform changes: ``c_ij > threshold_i``."""
+    return buffer > logits.threshold.to(buffer.dtype).unsqueeze(1)
+
+
+def forward_partials(e_hat, weight, w_inv_norm, labels_local, logits: LogitParams) -> Partials:
+    check_logits(logits, e_hat.shape[0], e_hat.device)
+    s = logits.s
     fields: list[list[torch.Tensor]] = [[] for _ in Partials._fields]
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
-        buffer = _cosine_tile(e_hat, _normalized_tile(e_hat, weight, w_inv_norm, start, stop))
+        buffer = _cosine_tile(e_hat, _normalized_tile(e_hat, weight, w_inv_norm, start, stop), logits)
         in_tile, column = _target_column(labels_local, start, stop)
         target_cos = buffer.gather(1, column).squeeze(1)
 
-        # Nearest negative: the target column is excluded with −inf.
+        # Nearest negative: the target column is excluded with −inf, which then stays out of the
+        # logits too (−inf is above no threshold, and exp(−inf) = 0).
         _put_column(buffer, column, in_tile, torch.full_like(target_cos, float("-inf")))
         nn_cos, nn_index = buffer.max(dim=1)
 
-        # Logits z: s·c everywhere, s·φ(c) at the target, so the row's largest is s·NNCCS or s·φ(CCS)
-        # (NaN if either is). exp(z − max) in two passes: s·c − max, then exp.
-        target_logit = torch.where(in_tile, margin.s * margin.phi(target_cos), float("-inf"))
-        row_max = torch.maximum(margin.s * nn_cos, target_logit)
-        torch.add(-row_max.unsqueeze(1), buffer, alpha=margin.s, out=buffer)
-        _put_column(buffer, column, in_tile, target_logit - row_max)
+        # Non-target logits z = s·ν(c). Without a transform the row's largest is s·NNCCS (s > 0) and
+        # exp(z − max) takes two passes: s·c − max, then exp.
+        if logits.negative == "none":
+            row_max = s * nn_cos
+        else:
+            hard = _hard(buffer, logits)
+            if logits.negative == "filter":
+                buffer.masked_fill_(hard, 0.0)
+            else:
+                buffer.copy_(torch.where(hard, buffer * (logits.t + buffer), buffer))
+            row_max = s * buffer.amax(dim=1)
+        # A tile holding only the target column has no logits: max −inf, sum 0.
+        shift = torch.where(torch.isneginf(row_max), 0.0, row_max)
+        torch.add(-shift.unsqueeze(1), buffer, alpha=s, out=buffer)
         row_sumexp = buffer.exp_().sum(dim=1)
 
         target_cos = torch.where(in_tile, target_cos, float("nan"))
@@ -95,7 +112,9 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin) -> Partial
     return Partials(*(torch.stack(field) for field in fields))
 
 
-def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad):
+def backward(e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, lse, row_grad):
+    check_logits(logits, e_hat.shape[0], e_hat.device)
+    s = logits.s
     acc = accumulate_dtype(e_hat)
     d_e_hat = torch.zeros(e_hat.shape, dtype=acc, device=e_hat.device)
     d_weight = torch.empty_like(weight)
@@ -103,22 +122,28 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
     lse = lse.to(acc)
     for start, stop in tile_ranges(weight.shape[0], e_hat.shape[0]):
         w_hat = _normalized_tile(e_hat, weight, w_inv_norm, start, stop)
-        buffer = _cosine_tile(e_hat, w_hat)
+        buffer = _cosine_tile(e_hat, w_hat, logits)
         in_tile, column = _target_column(labels_local, start, stop)
-        target_cos = buffer.gather(1, column).squeeze(1)
 
-        # p_ij = exp(z_ij − lse_i) with z = s·c, and s·φ(c) at the target.
-        torch.add(-lse.unsqueeze(1), buffer, alpha=margin.s, out=buffer)
-        _put_column(buffer, column, in_tile, margin.s * margin.phi(target_cos) - lse)
-        buffer.exp_()
-
-        # ∂ℓ/∂z_ij = g_i (p_ij − [j = y_i]);  ∂ℓ/∂c_ij = s·∂ℓ/∂z_ij, times φ'(c_iy) at the target
-        # (φ' = 1 for the straight-through margin, which is applied as if under no_grad).
-        target_p = buffer.gather(1, column).squeeze(1)
-        buffer.mul_(row_grad * margin.s)
-        slope = margin.phi_grad(target_cos) if margin_grad == "exact" else torch.ones_like(target_cos)
-        target_grad = margin.s * row_grad.squeeze(1) * (target_p - 1.0) * slope
-        _put_column(buffer, column, in_tile, target_grad)
+        # ∂L/∂c_ij = g_i · exp(z_ij − lse_i) · s·ν'(c_ij) for j ≠ y_i, with z = s·ν(c):
+        #   ν = c:                       ν' = 1
+        #   filter (c > thr: ν = 0):     ν' = 0 there (no gradient)
+        #   curricular (c > thr: c(t+c)): ν' = t + 2c there
+        # and 0 at the target column (its gradient is the op's, through τ_i).
+        if logits.negative == "none":
+            torch.add(-lse.unsqueeze(1), buffer, alpha=s, out=buffer)
+            buffer.exp_().mul_(row_grad * s)
+        elif logits.negative == "filter":
+            hard = _hard(buffer, logits)
+            torch.add(-lse.unsqueeze(1), buffer, alpha=s, out=buffer)
+            buffer.exp_().mul_(row_grad * s).masked_fill_(hard, 0.0)
+        else:
+            hard = _hard(buffer, logits)
+            nu = torch.where(hard, buffer * (logits.t + buffer), buffer)
+            slope = torch.where(hard, logits.t + 2.0 * buffer, 1.0)
+            torch.add(-lse.unsqueeze(1), nu, alpha=s, out=buffer)
+            buffer.exp_().mul_(slope).mul_(row_grad * s)
+        _put_column(buffer, column, in_tile, torch.zeros_like(lse))
         d_cos = buffer
 
         # ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij ê_i;  ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j.

@@ -1,7 +1,23 @@
 """The margin families (DESIGN §2): target-logit functions over per-row tensors, and the negative
 transforms the kernels apply."""
 
+from .adaface import AdaFace
 from .base import NEGATIVE_KINDS, MarginFamily, NegativeTransform, TargetTerms
-from .combined import Margin
+from .combined import ArcFace, CosFace, Margin
+from .curricular import CurricularFace
+from .elastic import ElasticFace
+from .magface import MagFace
 
-__all__ = ["NEGATIVE_KINDS", "Margin", "MarginFamily", "NegativeTransform", "TargetTerms"]
+__all__ = [
+    "NEGATIVE_KINDS",
+    "AdaFace",
+    "ArcFace",
+    "CosFace",
+    "CurricularFace",
+    "ElasticFace",
+    "MagFace",
+    "Margin",
+    "MarginFamily",
+    "NegativeTransform",
+    "TargetTerms",
+]

@@ -17,7 +17,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-NEGATIVE_KINDS = ("none", "filter", "curricular")
+from ..backends.contract import NEGATIVE_KINDS
+
+__all__ = ["NEGATIVE_KINDS", "MarginFamily", "NegativeTransform", "TargetTerms"]
 
 
 class NegativeTransform(NamedTuple):
@@ -74,3 +76,9 @@ class MarginFamily(nn.Module):
         statistics update them here, under ``torch.no_grad``, in the order their official code does.
         """
         raise NotImplementedError
+
+    def check_batch(self, batch: int, device: torch.device, *, values: bool) -> None:
+        """Raises a ValueError/TypeError naming the argument when the family's per-row parameters do
+        not fit a batch of ``batch`` rows on ``device``; with ``values``, also reads them (a host
+        synchronization: the op asks only when it validates). The op calls it before any kernel
+        runs; families without per-row parameters keep this default, which checks nothing."""

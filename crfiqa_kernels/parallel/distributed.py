@@ -8,12 +8,17 @@ batch of ``B = Σ_r B_r`` rows:
    rank validates the *global* batch from the same numbers and raises the same error, so no rank is
    left waiting in a collective;
 2. all-gather of the embeddings (padded to the largest local batch) and of the labels: O(B·D);
-3. the backend's forward partials over the local shard (DESIGN §3), combined by
-   :func:`~crfiqa_kernels.combine.combine_partials` with a reducer that reduces the split dimension
-   and then all-reduces MAX / SUM / MIN over the group: O(B);
-4. backward: the backend's backward with the *global* log-sum-exp gives the exact local ``dW`` and
-   this shard's share of ``dê`` for every row of the global batch; one reduce-scatter sums the
-   shares and hands each rank its own rows: O(B·D).
+3. the target cosine ``c_iy`` on the rank owning ``y_i`` (an O(B·D) gather), summed over the group
+   so every rank holds it (O(B)), and the margin family's target terms from it, the same on every
+   rank;
+4. the backend's forward partials of the non-target logits over the local shard (DESIGN §3),
+   combined by :func:`~crfiqa_kernels.combine.combine_partials` with a reducer that reduces the split
+   dimension and then all-reduces MAX / SUM / MIN over the group: O(B); then
+   ``ℓ_i = logaddexp(lse_neg_i, z_iy) − z_iy``;
+5. backward: the backend's backward with the *global* ``lse_neg`` and ``∂L/∂lse_neg`` gives the exact
+   local ``dW`` and this shard's share of ``dê`` for every row of the global batch, the target
+   column's term reaches ``ê`` and ``W`` on the owning rank only (the sum's adjoint), and one
+   reduce-scatter sums the shares and hands each rank its own rows: O(B·D).
 
 Nothing of size ``B × C`` is ever built or sent.
 """
@@ -29,11 +34,20 @@ from torch import nn
 
 from .. import backends
 from ..atomic_files import save_atomically
+from ..backends.contract import LogitParams, accumulate_dtype
 from ..combine import RowStats, SplitReducer, combine_partials
-from ..margins import Margin
-from ..operands import compute_dtype_of, normalize_operands, resolve_backend
+from ..margins import Margin, MarginFamily
+from ..operands import compute_dtype_of, normalize_operands, resolve_backend, target_cosine
 from ..results import MarginCCSOutput
-from ..row_loss import labelled, labelled_only, margin_row_loss, mean_over_labelled
+from ..row_loss import (
+    clamp_cosine,
+    labelled,
+    labelled_only,
+    logit_params,
+    margin_row_loss,
+    reduce_rows,
+    target_terms,
+)
 from ..validation import check_head_arguments
 from .batch_exchange import GatherEmbeddings, exchange_layout, gather_rows
 from .negative_sampling import labels_in_sample, sample_classes
@@ -80,8 +94,7 @@ class _GroupReducer(SplitReducer):
 @dataclass(frozen=True)
 class _ShardConfig:
     backend: str
-    margin: Margin
-    margin_grad: str
+    logits: LogitParams
     compute_dtype: torch.dtype
     class_offset: int
     group: object
@@ -91,44 +104,59 @@ def _combined_rows(e_hat, weight, w_inv_norm, labels_local, config: _ShardConfig
     """Collective: the backend's forward partials over this shard, combined over the group."""
     with torch.autocast(e_hat.device.type, enabled=False):
         partials = backends.get(config.backend).forward_partials(
-            e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.margin
+            e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.logits
         )
     return combine_partials(partials, config.class_offset, _GroupReducer(config.group))
 
 
+class _SumOverGroup(torch.autograd.Function):
+    """``Σ_r x_r`` over the group (an all-reduce of B values) whose adjoint is the identity: every
+    rank computes the same loss from the sum and backpropagates it, so each rank's ``x_r`` receives
+    ``∂L/∂Σ`` exactly once — the target cosine's gradient reaches ``ê`` and ``W_{y_i}`` on the rank
+    owning ``y_i`` only (the others contributed 0 to row ``i``)."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        total = x.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def _replicated_share(x: torch.Tensor, world_size: int) -> torch.Tensor:
+    """``x`` with ``1/W`` of its gradient: a value every rank computes alike from the gathered
+    embeddings (the norms the family reads) sends each rank's share of its gradient into the
+    reduce-scatter of :class:`~.batch_exchange.GatherEmbeddings`, which sums the ``W`` shares."""
+    return x.detach() + (x - x.detach()) / world_size
+
+
 class _ShardedRows(torch.autograd.Function):
-    """Per-row loss and statistics of the global batch over the classes of all shards."""
+    """Per-row ``lse_neg`` and statistics of the global batch over the classes of all shards."""
 
     @staticmethod
     def forward(ctx, e_hat, weight, w_inv_norm, labels_local, valid, config):
         stats = _combined_rows(e_hat, weight, w_inv_norm, labels_local, config)
-        # ℓ_i = lse_i − s·φ(CCS_i) for labelled rows (the target cosine reached every rank through
-        # the MAX all-reduce of the combine step), 0 for ignored ones: the same on every rank.
-        row_loss = margin_row_loss(stats.lse, stats.target_cos, valid, config.margin)
         ctx.save_for_backward(e_hat, weight, w_inv_norm, labels_local, valid, stats.lse)
         ctx.config = config
         ctx.mark_non_differentiable(stats.target_cos, stats.nn_cos, stats.nn_index)
-        return row_loss, stats.target_cos, stats.nn_cos, stats.nn_index
+        return stats.lse, stats.target_cos, stats.nn_cos, stats.nn_index
 
     @staticmethod
-    def backward(ctx, grad_row_loss, grad_ccs, grad_nnccs, grad_nn_index):
-        e_hat, weight, w_inv_norm, labels_local, valid, lse = ctx.saved_tensors
+    def backward(ctx, grad_lse_neg, grad_ccs, grad_nnccs, grad_nn_index):
+        e_hat, weight, w_inv_norm, labels_local, valid, lse_neg = ctx.saved_tensors
         config = ctx.config
-        # ∂L/∂z_ij = g_i (p_ij − [j = y_i]) with p_ij = exp(z_ij − lse_i) and the *global* lse.
+        # ∂L/∂c_ij = ∂L/∂lse_neg_i · exp(z_ij − lse_neg_i) · s·ν'(c_ij) for the non-target j, with
+        # the *global* lse_neg (the derivative of a log-sum-exp is the softmax of its terms).
         # Restricted to this shard's classes j, the backend's backward gives the shard's exact dW
-        # and its share of dê = Σ_j ∂L/∂c_ij ŵ_j; the −[j = y_i] term belongs to the one shard whose
-        # labels_local holds y_i. Ignored rows have no gradient, whatever flows in.
-        row_grad = labelled_only(grad_row_loss, valid)
+        # and its share of dê = Σ_j ∂L/∂c_ij ŵ_j. Every rank holds the same ∂L/∂lse_neg (the loss
+        # is the same on every rank). Ignored rows have no gradient, whatever flows in.
+        row_grad = labelled_only(grad_lse_neg, valid)
         with torch.autocast(e_hat.device.type, enabled=False):
             d_e_hat, d_weight = backends.get(config.backend).backward(
-                e_hat.to(config.compute_dtype),
-                weight,
-                w_inv_norm,
-                labels_local,
-                config.margin,
-                lse,
-                row_grad,
-                config.margin_grad,
+                e_hat.to(config.compute_dtype), weight, w_inv_norm, labels_local, config.logits, lse_neg, row_grad
             )
         return d_e_hat.to(e_hat.dtype), d_weight, None, None, None, None
 
@@ -185,16 +213,19 @@ class ShardedMarginCCSHead(nn.Module):
         self,
         num_classes: int,
         embedding_size: int,
-        margin: Margin | None = None,
+        margin: MarginFamily | None = None,
         process_group=None,
         sample_rate: float = 1.0,
         *,
         margin_grad: str = "exact",
+        interclass_filter: float | None = None,
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.margin = Margin() if margin is None else margin
-        check_head_arguments(num_classes, embedding_size, self.margin, margin_grad, backend, BACKENDS)
+        margin = Margin() if margin is None else margin
+        check_head_arguments(num_classes, embedding_size, margin, margin_grad, backend, BACKENDS, interclass_filter)
+        self.margin = margin
+        self.interclass_filter = interclass_filter
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
             raise TypeError(f"sample_rate must be a real number, got {type(sample_rate).__name__}")
         if not 0.0 < sample_rate <= 1.0:
@@ -228,20 +259,29 @@ class ShardedMarginCCSHead(nn.Module):
         valid = labelled(labels)
         mine = (labels >= self.class_start) & (labels < self.class_start + self.num_local)
         labels_local = torch.where(mine, labels - self.class_start, -1)
+        compute_dtype = compute_dtype_of(local_embeddings)
+        world_size = len(layout.sizes)
+        if not torch.compiler.is_compiling():
+            self.margin.check_batch(labels.shape[0], labels.device, values=True)
 
+        e_hat, w_inv_norm = normalize_operands(embeddings, self.weight)
+        # The target terms, the same on every rank: c_iy from the owning rank, τ_i of the family.
+        target_cos = clamp_cosine(
+            _SumOverGroup.apply(target_cosine(e_hat, self.weight, labels_local, compute_dtype), group), self.margin
+        )
+        norms = _replicated_share(embeddings.to(accumulate_dtype(embeddings)).norm(dim=1), world_size)
+        terms = target_terms(self.margin, target_cos, norms, valid, self.margin_grad)
         config = _ShardConfig(
             resolve_backend(self.backend, local_embeddings.device),
-            self.margin,
-            self.margin_grad,
-            compute_dtype_of(local_embeddings),
+            logit_params(self.margin, terms, self.interclass_filter, labels.shape[0], labels.device),
+            compute_dtype,
             self.class_start,
             group,
         )
-        e_hat, w_inv_norm = normalize_operands(embeddings, self.weight)
         if self.training and self.num_sample < self.num_local:
             sampled = sample_classes(labels_local, self.num_local, self.num_sample)
             self.sampled_classes = sampled + self.class_start
-            row_loss, _, _, _ = _ShardedRows.apply(
+            lse_neg, _, _, _ = _ShardedRows.apply(
                 e_hat,
                 self.weight.index_select(0, sampled),
                 w_inv_norm[sampled],
@@ -254,10 +294,10 @@ class ShardedMarginCCSHead(nn.Module):
             ccs, nnccs, nn_index = stats.target_cos, stats.nn_cos, stats.nn_index
         else:
             self.sampled_classes = None
-            row_loss, ccs, nnccs, nn_index = _ShardedRows.apply(
+            lse_neg, ccs, nnccs, nn_index = _ShardedRows.apply(
                 e_hat, self.weight, w_inv_norm, labels_local, valid, config
             )
-        loss = mean_over_labelled(row_loss, valid)
+        loss = reduce_rows(margin_row_loss(lse_neg, terms.target_logit, valid), valid, "mean", terms.extra_loss)
         rows = slice(layout.start, layout.start + layout.sizes[layout.rank])
         return MarginCCSOutput(loss, ccs[rows], nnccs[rows], nn_index[rows])
 
@@ -323,5 +363,5 @@ class ShardedMarginCCSHead(nn.Module):
         return (
             f"num_classes={self.num_classes}, embedding_size={self.embedding_size}, "
             f"class_start={self.class_start}, num_local={self.num_local}, "
-            f"sample_rate={self.sample_rate}, margin={self.margin}"
+            f"sample_rate={self.sample_rate}, interclass_filter={self.interclass_filter}"
         )

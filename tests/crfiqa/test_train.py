@@ -62,6 +62,41 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert [e["loss"] for e in straight.history[11:]] == [e["loss"] for e in resumed.history]
 
 
+@pytest.mark.parametrize(
+    ("loss", "buffers"),
+    [("adaface", ("batch_mean", "batch_std")), ("curricularface", ("t",)), ("elasticface-arc", ())],
+)
+def test_resume_restores_the_familys_running_state(tmp_path, loss, buffers):
+    # One epoch of 8 steps, cut at step 5: the family's buffers (and ElasticFace's draws, from the
+    # restored generator) continue bit-exactly.
+    config = _tiny(epochs=1, loss=loss, loss_options={"s": 16.0})
+    straight = train(config, PrototypeDataset(), tmp_path / "straight", progress=False)
+    train(config, PrototypeDataset(), tmp_path / "resumed", progress=False, max_steps=5)
+    resumed = train(config, PrototypeDataset(), tmp_path / "resumed", progress=False, resume=True)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert {f"margin.{name}" for name in buffers} <= set(a["head"])
+    assert _state_equal(a["head"], b["head"]) and _state_equal(a["backbone"], b["backbone"])
+    assert [e["loss"] for e in straight.history[5:]] == [e["loss"] for e in resumed.history]
+    initial = {"batch_mean": 20.0, "batch_std": 100.0, "t": 0.0}  # the families' starting values
+    assert all(float(a["head"][f"margin.{name}"]) != initial[name] for name in buffers)
+    assert f"loss {loss} s=16.0" in (tmp_path / "straight" / "train.log").read_text()
+
+
+def test_checkpoints_of_the_combined_margin_config_resume(tmp_path):
+    train(_tiny(loss="cosface"), PrototypeDataset(), tmp_path, progress=False, max_steps=2)
+    path = tmp_path / "checkpoint.pt"
+    state = load_checkpoint(path)
+    config = {k: v for k, v in state["config"].items() if k not in ("loss", "loss_options")}
+    state["config"] = {**config, "margin_s": 64.0, "margin_m1": 1.0, "margin_m2": 0.0, "margin_m3": 0.35}
+    save_atomic(state, path)
+    resumed = train(_tiny(loss="cosface"), PrototypeDataset(), tmp_path, progress=False, resume=True, max_steps=3)
+    assert resumed.step == 3
+    state["config"]["margin_m2"] = 0.2
+    save_atomic(state, path)
+    with pytest.raises(ValueError, match="combined margin"):
+        train(_tiny(loss="cosface"), PrototypeDataset(), tmp_path, progress=False, resume=True, max_steps=4)
+
+
 def test_resume_refuses_changed_options_and_missing_checkpoints(tmp_path):
     train(_tiny(), PrototypeDataset(), tmp_path, progress=False, max_steps=2)
     with pytest.raises(ValueError, match="base_lr"):
@@ -113,7 +148,7 @@ def test_presets_follow_the_recipe():
     for config in (small, large):
         assert (config.base_lr, config.clip_norm, config.dropout) == (0.1, 5.0, 0.4)
         assert (config.alpha, config.beta, config.cr) == (10.0, 0.5, "paper")
-        assert (config.margin_s, config.margin_m1, config.margin_m2, config.margin_m3) == (64.0, 1.0, 0.5, 0.0)
+        assert (config.loss, config.loss_options) == ("arcface", {})
         assert (config.image_size, config.embedding_size) == (112, 512)
     with pytest.raises(ValueError, match="num_classes"):
         Trainer(small, PrototypeDataset(count=64), "unused")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from crfiqa.cli import INPUT_ERROR, build_parser, main
-from crfiqa.commands.train import OVERRIDES, _margin
+from crfiqa.commands.train import OVERRIDES, _loss
 from crfiqa.train import Trainer, TrainingInterrupted, load_checkpoint, preset, train
 
 from .synthetic import PrototypeDataset, write_images
@@ -100,10 +100,25 @@ def test_cli_default_preset_takes_the_datasets_identity_count(tmp_path, capsys):
     assert "num_classes is 7 but the dataset has 3 identities" in capsys.readouterr().err
 
 
-def test_margin_options_reach_the_head(tmp_path):
-    for argv, margin in (
-        (["--cosface", "0.35"], (30.0, 1.0, 0.0, 0.35)),
-        (["--combined-margin", "1.0", "0.3", "0.2"], (30.0, 1.0, 0.3, 0.2)),
+def test_loss_options_reach_the_head(tmp_path):
+    for argv, family, expected in (
+        (["--loss", "cosface", "--margin", "0.35"], "Margin", {"s": 30.0, "m1": 1.0, "m2": 0.0, "m3": 0.35}),
+        (
+            ["--loss", "elasticface-cos", "--elastic-std", "0.05", "--elastic-plus"],
+            "ElasticFace",
+            {"s": 30.0, "m": 0.35, "std": 0.05, "kind": "cos", "plus": True},
+        ),
+        (
+            ["--loss", "adaface", "--adaface-h", "0.5", "--adaface-t-alpha", "0.1"],
+            "AdaFace",
+            {"s": 30.0, "m": 0.4, "h": 0.5, "t_alpha": 0.1},
+        ),
+        (
+            ["--loss", "magface", "--magface-u-a", "90", "--no-magface-easy-margin"],
+            "MagFace",
+            {"s": 30.0, "u_a": 90.0, "easy_margin": False},
+        ),
+        (["--loss", "curricularface", "--margin", "0.4"], "CurricularFace", {"s": 30.0, "m": 0.4}),
     ):
         args = build_parser().parse_args(
             [
@@ -121,10 +136,19 @@ def test_margin_options_reach_the_head(tmp_path):
             ]
         )
         overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
-        trainer = Trainer(preset("tiny", **overrides, **_margin(args)), PrototypeDataset(count=64), tmp_path)
+        trainer = Trainer(preset("tiny", **overrides, **_loss(args, "arcface")), PrototypeDataset(count=64), tmp_path)
         head = trainer.head
-        assert (head.margin.s, head.margin.m1, head.margin.m2, head.margin.m3) == margin
+        assert type(head.margin).__name__ == family
+        assert {name: getattr(head.margin, name) for name in expected} == expected
         assert head.margin_grad == "straight_through"
+
+
+def test_an_option_of_another_loss_is_an_error(tmp_path, capsys):
+    data = str(tmp_path / "data")
+    write_images(tmp_path / "data" / "id0", 2, size=16, seed=0)
+    argv = ["train", data, "--output", str(tmp_path / "run"), "--loss", "arcface", "--adaface-h", "0.5"]
+    assert main(argv) == INPUT_ERROR
+    assert "--adaface-h is not an option of --loss arcface" in capsys.readouterr().err
 
 
 def test_ctrl_c_on_the_command_line_is_one_line_and_exit_130(tmp_path):

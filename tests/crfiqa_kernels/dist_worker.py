@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from crfiqa_kernels import Margin, MarginCCSHead, ShardedMarginCCSHead
+from crfiqa_kernels import AdaFace, CurricularFace, Margin, MarginCCSHead, ShardedMarginCCSHead
 
 from .oracle import compared_results
 
@@ -28,7 +28,11 @@ EXACT_PROBLEMS = {
 }
 SAMPLE_RATES = (0.25, 0.02)  # 0.02: fewer samples than positives, the sample is the positives
 CHECKPOINT_SIZES = {1: (8,), 2: (5, 3), 3: (2, 3, 3)}
-INIT_CLASSES, INIT_DIM = 9000, 8  # three initialization blocks of 4096 rows
+INIT_CLASSES, INIT_DIM = 9000, 8
+# The families with running state, over 3 ranks for two steps from a mid-training state.
+FAMILIES = ("adaface", "curricularface")
+FAMILY_SIZES = (3, 4, 2)
+FAMILY_STEPS = 2  # three initialization blocks of 4096 rows
 
 
 def make_problem(classes: int, sizes, seed: int = 0) -> dict:
@@ -84,6 +88,30 @@ def _step(head: ShardedMarginCCSHead, problem: dict, rank: int, precision: str =
         "num_sample": head.num_sample,
         "sampled": head.sampled_classes,
     }
+
+
+def make_family(name: str):
+    """AdaFace (its statistics near the problem's norms, √24 ≈ 4.9, moving fast) or CurricularFace
+    (t = 0.25) in a mid-training state."""
+    if name == "adaface":
+        family = AdaFace(t_alpha=0.5)
+        family.batch_mean.fill_(4.5)
+        family.batch_std.fill_(0.5)
+        return family
+    family = CurricularFace()
+    family.t.fill_(0.25)
+    return family
+
+
+def families(rank: int, world: int, workdir: Path) -> dict:
+    results = {}
+    for name in FAMILIES:
+        problem = make_problem(CLASSES, FAMILY_SIZES, seed=3)
+        head = ShardedMarginCCSHead(CLASSES, DIM, make_family(name), backend="chunked")
+        head.load_full_state_dict({"weight": problem["weight"]})
+        steps = [_step(head, problem, rank) for _ in range(FAMILY_STEPS)]
+        results[name] = {"steps": steps, "state": {k: v.clone() for k, v in head.margin.named_buffers()}}
+    return results
 
 
 def exact(rank: int, world: int, workdir: Path) -> dict:
@@ -211,6 +239,7 @@ SCENARIOS = {
     "checkpoint_save": checkpoint_save,
     "checkpoint_load": checkpoint_load,
     "ddp": ddp,
+    "families": families,
 }
 
 

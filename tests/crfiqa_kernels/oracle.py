@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from crfiqa_kernels import Margin, MarginCCSOutput, margin_ccs_loss
+from crfiqa_kernels import MarginCCSOutput, MarginFamily, margin_ccs_loss
 from crfiqa_kernels.backends import resolve
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -43,16 +43,36 @@ def make_problem(batch, classes, dim, *, dtype, seed, labels=None, ignored=(), d
     return Problem(embeddings.to(device), weight.to(device), labels.to(device), row_grad.to(device))
 
 
-def run_op(problem: Problem, backend: str, margin: Margin, margin_grad: str, *, to=None) -> dict:
+def run_op(
+    problem: Problem, backend: str, margin: MarginFamily, margin_grad: str, *, to=None, interclass_filter=None
+) -> dict:
     """Outputs and gradients of the op for ``reduction="none"`` and the problem's row gradient,
-    in the problem's dtypes or both in ``to``."""
+    in the problem's dtypes or both in ``to``; ``margin_params`` adds the gradients of the margin's
+    per-row tensors that require grad (as float64)."""
     embeddings = problem.embeddings.detach().to(to or problem.embeddings.dtype).requires_grad_()
     weight = problem.weight.detach().to(to or problem.weight.dtype).requires_grad_()
+    params = [p for p in (getattr(margin, "m2", None), getattr(margin, "m3", None)) if _learnable(p)]
+    for param in params:
+        param.grad = None
     out = margin_ccs_loss(
-        embeddings, weight, problem.labels, margin, reduction="none", margin_grad=margin_grad, backend=backend
+        embeddings,
+        weight,
+        problem.labels,
+        margin,
+        reduction="none",
+        margin_grad=margin_grad,
+        interclass_filter=interclass_filter,
+        backend=backend,
     )
     (out.loss * problem.row_grad.to(out.loss.dtype)).sum().backward()
-    return compared_results(out, embeddings.grad, weight.grad)
+    results = compared_results(out, embeddings.grad, weight.grad)
+    for index, param in enumerate(params):
+        results[f"grad_margin_{index}"] = param.grad.double()
+    return results
+
+
+def _learnable(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad
 
 
 def compared_results(out: MarginCCSOutput, grad_embeddings, grad_weight) -> dict:
@@ -85,14 +105,19 @@ def assert_within_bound(name: str, impl: torch.Tensor, same_dtype: torch.Tensor,
     assert error <= bound, f"{name} ({dtype}): error {error:.3g} > bound {bound:.3g}"
 
 
-def assert_matches_oracle(problem: Problem, backend: str, margin: Margin, margin_grad: str) -> dict:
-    """Checks every output and gradient of ``backend`` against the float64 oracle; returns them."""
+def assert_matches_oracle(
+    problem: Problem, backend: str, margin: MarginFamily, margin_grad: str = "exact", *, interclass_filter=None
+) -> dict:
+    """Checks every output and gradient of ``backend`` (the margin's per-row parameters' included)
+    against the float64 oracle; returns them with the largest error of each under ``"errors"``."""
     dtype = problem.embeddings.dtype
-    impl = run_op(problem, backend, margin, margin_grad)
-    same_dtype = run_op(problem, "reference", margin, margin_grad)
-    oracle = run_op(problem, "reference", margin, margin_grad, to=torch.float64)
+    impl = run_op(problem, backend, margin, margin_grad, interclass_filter=interclass_filter)
+    same_dtype = run_op(problem, "reference", margin, margin_grad, interclass_filter=interclass_filter)
+    oracle = run_op(problem, "reference", margin, margin_grad, to=torch.float64, interclass_filter=interclass_filter)
 
-    for key in ("loss", "ccs", "nnccs", "grad_embeddings", "grad_weight"):
+    keys = ["loss", "ccs", "nnccs", "grad_embeddings", "grad_weight", *(k for k in impl if k.startswith("grad_m"))]
+    impl["errors"] = {key: _max_error(impl[key], oracle[key].double()) for key in keys}
+    for key in keys:
         assert impl[key].shape == oracle[key].shape, key
         assert_within_bound(f"{backend} {key}", impl[key], same_dtype[key], oracle[key], dtype)
     assert_nn_index_attains(impl["nn_index"], impl["nnccs"], problem, dtype)

@@ -2,9 +2,8 @@
 
 import torch
 
-from crfiqa_kernels import Margin
 from crfiqa_kernels.backends import chunked
-from crfiqa_kernels.backends.contract import Partials
+from crfiqa_kernels.backends.contract import LogitParams, Partials
 from crfiqa_kernels.combine import SplitReducer, combine_partials
 
 
@@ -21,7 +20,7 @@ def _inputs(seed=0):
 
 def test_three_uneven_shards_equal_the_whole():
     e_hat, weight, w_inv_norm, labels = _inputs()
-    margin = Margin()
+    margin = LogitParams(s=64.0)
     whole = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, margin))
 
     bounds = [(0, 17), (17, 80), (80, 100)]
@@ -44,7 +43,7 @@ def test_three_uneven_shards_equal_the_whole():
 def test_class_offset_makes_indices_global():
     e_hat, weight, w_inv_norm, labels = _inputs(1)
     local = torch.full_like(labels, -1)
-    part = chunked.forward_partials(e_hat, weight[40:], w_inv_norm[40:], local, Margin())
+    part = chunked.forward_partials(e_hat, weight[40:], w_inv_norm[40:], local, LogitParams(s=64.0))
     stats = combine_partials(part, class_offset=40)
     expected = (e_hat @ (weight[40:] * w_inv_norm[40:, None]).T).argmax(dim=1) + 40
     assert torch.equal(stats.nn_index, expected)
@@ -76,7 +75,7 @@ def test_nan_center_on_another_shard_is_not_dropped_from_nnccs():
     weight = weight.clone()
     weight[90, 3] = float("nan")  # a negative for every row but none labelled 90, in the last shard
     w_inv_norm = 1.0 / weight.norm(dim=1)
-    margin = Margin()
+    margin = LogitParams(s=64.0)
     shards = []
     for start, stop in [(0, 17), (17, 80), (80, 100)]:
         local = torch.where((labels >= start) & (labels < stop), labels - start, -1)

@@ -25,7 +25,7 @@ from .oracle import TOLERANCE, Problem, assert_nn_index_attains
 SCENARIOS = {
     1: ("exact", "init", "checkpoint_load"),
     2: ("exact", "validation", "sampling", "init", "checkpoint_save", "ddp"),
-    3: ("exact", "validation", "sampling", "init", "checkpoint_load"),
+    3: ("exact", "validation", "sampling", "init", "checkpoint_load", "families"),
 }
 
 
@@ -59,14 +59,14 @@ def ranks(tmp_path_factory):
     return SpawnedRuns(tmp_path_factory.mktemp("distributed"))
 
 
-def single_device(problem: dict, weight=None, labels=None, precision: str = "fp32") -> dict:
+def single_device(problem: dict, weight=None, labels=None, precision: str = "fp32", margin=MARGIN) -> dict:
     """The op on the whole problem: outputs and the gradients of the mean loss."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     embeddings = problem["embeddings"].to(dtype, copy=True).requires_grad_()
     weight = (problem["weight"] if weight is None else weight).clone().requires_grad_()
     labels = problem["labels"] if labels is None else labels
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "autocast"):
-        out = margin_ccs_loss(embeddings, weight, labels, MARGIN, backend="chunked")
+        out = margin_ccs_loss(embeddings, weight, labels, margin, backend="chunked")
     out.loss.backward()
     return {
         **out._asdict(),
@@ -114,6 +114,26 @@ def test_outputs_and_gradients_equal_the_single_device_op(ranks, world):
             assert_close(result["grad_weight"], expected["grad_weight"][start : start + count], dtype)
         assert [r["num_local"] for r in per_rank] == sorted((r["num_local"] for r in per_rank), reverse=True)
         assert max(r["num_local"] for r in per_rank) - min(r["num_local"] for r in per_rank) <= 1
+
+
+@pytest.mark.parametrize("name", dist_worker.FAMILIES)
+def test_families_with_running_state_equal_the_single_device_op(ranks, name):
+    # Two steps: the second uses the state the first left, the same on every rank.
+    results = [result["families"][name] for result in ranks(3)]
+    problem = make_problem(CLASSES, dist_worker.FAMILY_SIZES, seed=3)
+    family = dist_worker.make_family(name)
+    for step in range(dist_worker.FAMILY_STEPS):
+        expected = single_device(problem, margin=family)
+        per_rank = [result["steps"][step] for result in results]
+        assert_statistics_match(per_rank, expected)
+        assert_embedding_grads(per_rank, expected, dist_worker.FAMILY_SIZES)
+        for rank, result in enumerate(per_rank):
+            start, count = class_block(CLASSES, 3, rank)
+            assert_close(result["grad_weight"], expected["grad_weight"][start : start + count])
+    for result in results:
+        for buffer, value in family.named_buffers():
+            assert_close(result["state"][buffer], value)
+            assert not torch.equal(value, getattr(dist_worker.make_family(name), buffer))
 
 
 @pytest.mark.parametrize("world", [2, 3])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from crfiqa_kernels import Margin, margin_ccs_loss
 from crfiqa_kernels.backends import chunked, class_splits, resolve
 from crfiqa_kernels.backends import triton as triton_backend
+from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
 from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.backends.triton.config import BackwardConfig, ForwardConfig
@@ -32,7 +33,9 @@ from .oracle import (
 )
 
 ARCFACE = Margin.arcface(s=64.0, m=0.5)
-COMBINED = Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1)  # m1 ≠ 1: the kernels' arccos path
+COMBINED = Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1)
+# What the kernels see of a margin: the non-target logits s·ν(c).
+LOGITS = LogitParams(s=64.0)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Small tiles and several class splits: every shape below spans many tiles and a ragged last one.
 SMALL_FORWARD = ForwardConfig(block_b=16, block_c=16, block_d=32, splits=5)
@@ -71,7 +74,7 @@ def deterministic():
 def test_public_op_matches_oracle(batch, classes, dim):
     seed = batch * 7919 + classes * 31 + dim
     problem = make_problem(batch, classes, dim, dtype=torch.float32, seed=seed, ignored=_ignored(batch), device=DEVICE)
-    assert_matches_oracle(problem, "triton", ARCFACE, "exact")
+    assert_matches_oracle(problem, "triton", ARCFACE)
 
 
 @pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
@@ -89,7 +92,7 @@ def test_labels_on_tile_and_split_borders(small_tiles, dtype):
     classes = 130
     labels = [0, 15, 16, 31, 32, 47, 48, 63, 64, 127, 128, classes - 1, 5, 100]
     problem = make_problem(len(labels), classes, 96, dtype=dtype, seed=17, labels=labels, ignored=(12,), device=DEVICE)
-    assert_matches_oracle(problem, "triton", ARCFACE, "exact")
+    assert_matches_oracle(problem, "triton", ARCFACE)
 
 
 @pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
@@ -101,7 +104,7 @@ def test_multiplicative_margin_with_small_tiles(small_tiles, margin_grad):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_embedding_size_512(dtype):
     problem = make_problem(7, 130, 512, dtype=dtype, seed=29, ignored=(2,), device=DEVICE)
-    assert_matches_oracle(problem, "triton", ARCFACE, "exact")
+    assert_matches_oracle(problem, "triton", ARCFACE)
 
 
 def test_autocast_bfloat16_keeps_float32_weights():
@@ -212,7 +215,7 @@ def test_forward_partials_per_split(dtype):
     batch, classes = 33, 250
     e_hat, weight, w_inv_norm, labels, _ = _contract_inputs(batch, classes, 80, dtype, seed=43)
     labels[:4] = torch.tensor([0, 63, 64, classes - 1])
-    partials = triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, config=config)
+    partials = triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, config=config)
     bounds = class_splits.class_ranges(classes, config.block_c, config.splits)
     assert partials.row_max.shape == (len(bounds), batch) == (4, batch)
     assert partials.nn_index.dtype == torch.int64
@@ -220,8 +223,8 @@ def test_forward_partials_per_split(dtype):
     for split, (start, stop) in enumerate(bounds):
         local = _local_labels(labels, start, stop)
         operands = (e_hat, weight[start:stop], w_inv_norm[start:stop])
-        oracle = combine_partials(chunked.forward_partials(*_as_float64(*operands), local, ARCFACE))
-        same = combine_partials(chunked.forward_partials(*operands, local, ARCFACE))
+        oracle = combine_partials(chunked.forward_partials(*_as_float64(*operands), local, LOGITS))
+        same = combine_partials(chunked.forward_partials(*operands, local, LOGITS))
         impl_lse = partials.row_max[split] + torch.log(partials.row_sumexp[split])
         assert_within_bound("lse", impl_lse, same.lse, oracle.lse, dtype)
         for field in ("target_cos", "nn_cos"):
@@ -238,20 +241,20 @@ def test_forward_partials_per_split(dtype):
             assert float((oracle.nn_cos - picked).max()) <= 4 * TOLERANCE[dtype] + 1e-3
 
 
-def _backward_case(dtype, seed, margin=ARCFACE, margin_grad="exact", config=SMALL_BACKWARD):
+def _backward_case(dtype, seed, logits=LOGITS, config=SMALL_BACKWARD):
     """dê, dW of the backend and of the chunked backend in the same dtype and in float64, for the
     oracle's lse and a row gradient that is non-zero on rows without a local target too."""
     batch, classes, dim = 21, 150, 72
     e_hat, weight, w_inv_norm, labels, row_grad = _contract_inputs(batch, classes, dim, dtype, seed)
     labels[2] = -1  # target on another shard: no target term, yet a gradient through the softmax
     row_grad[1] = 0.0  # an ignored row
-    oracle_stats = combine_partials(chunked.forward_partials(*_as_float64(e_hat, weight, w_inv_norm), labels, margin))
+    if logits.threshold is not None:
+        logits = logits._replace(threshold=logits.threshold[:batch])
+    oracle_stats = combine_partials(chunked.forward_partials(*_as_float64(e_hat, weight, w_inv_norm), labels, logits))
     lse = oracle_stats.lse.float()
-    impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad, config=config)
-    same = chunked.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad)
-    oracle = chunked.backward(
-        *_as_float64(e_hat, weight, w_inv_norm), labels, margin, *_as_float64(lse, row_grad), margin_grad
-    )
+    impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, logits, lse, row_grad, config=config)
+    same = chunked.backward(e_hat, weight, w_inv_norm, labels, logits, lse, row_grad)
+    oracle = chunked.backward(*_as_float64(e_hat, weight, w_inv_norm), labels, logits, *_as_float64(lse, row_grad))
     return impl, same, oracle, weight
 
 
@@ -263,9 +266,19 @@ def test_backward_matches_oracle(dtype):
         assert_within_bound(name, impl[index], same[index], oracle[index], dtype)
 
 
-@pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
-def test_backward_multiplicative_margin(margin_grad):
-    impl, same, oracle, _ = _backward_case(torch.float32, seed=53, margin=COMBINED, margin_grad=margin_grad)
+NEGATIVE_TRANSFORMS = {
+    "filter": LogitParams(30.0, 0.0, "filter", torch.linspace(-0.1, 0.2, 21)),
+    "curricular": LogitParams(30.0, 1e-3, "curricular", torch.linspace(-0.1, 0.2, 21), t=0.3),
+}
+
+
+@pytest.mark.parametrize("negative", NEGATIVE_TRANSFORMS)
+def test_backward_negative_transforms(negative):
+    """The filter's and CurricularFace's ν (run-time thresholds per row, a clamp bound) against
+    the chunked backend in float64."""
+    logits = NEGATIVE_TRANSFORMS[negative]
+    logits = logits._replace(threshold=logits.threshold.to(DEVICE))
+    impl, same, oracle, _ = _backward_case(torch.float32, seed=53, logits=logits)
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.float32)
 
@@ -292,10 +305,10 @@ def test_backward_in_row_passes(path, weight_dtype, deterministic):
     weight = weight.to(weight_dtype)
     labels[2], row_grad[1] = -1, 0.0
     operands = (e_hat, weight, w_inv_norm)
-    lse = combine_partials(chunked.forward_partials(*_as_float64(*operands), labels, ARCFACE)).lse.float()
-    impl = triton_backend.backward(*operands, labels, ARCFACE, lse, row_grad, "exact", config=config)
-    same = chunked.backward(*operands, labels, ARCFACE, lse, row_grad, "exact")
-    oracle = chunked.backward(*_as_float64(*operands), labels, ARCFACE, *_as_float64(lse, row_grad), "exact")
+    lse = combine_partials(chunked.forward_partials(*_as_float64(*operands), labels, LOGITS)).lse.float()
+    impl = triton_backend.backward(*operands, labels, LOGITS, lse, row_grad, config=config)
+    same = chunked.backward(*operands, labels, LOGITS, lse, row_grad)
+    oracle = chunked.backward(*_as_float64(*operands), labels, LOGITS, *_as_float64(lse, row_grad))
     assert impl[1].dtype == weight_dtype
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
@@ -307,15 +320,15 @@ def test_strided_operands():
     e_strided = e_hat.t().contiguous().t()
     w_strided = torch.zeros(90, 80, device=DEVICE)[:, ::2]
     w_strided.copy_(weight)
-    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)).lse
-    dense = (e_hat, weight, w_inv_norm, labels, ARCFACE)
-    strided = (e_strided, w_strided, w_inv_norm, labels, ARCFACE)
+    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)).lse
+    dense = (e_hat, weight, w_inv_norm, labels, LOGITS)
+    strided = (e_strided, w_strided, w_inv_norm, labels, LOGITS)
     for expected, actual in zip(
         triton_backend.forward_partials(*dense), triton_backend.forward_partials(*strided), strict=True
     ):
         torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
-    expected = triton_backend.backward(*dense, lse, row_grad, "exact")
-    actual = triton_backend.backward(*strided, lse, row_grad, "exact")
+    expected = triton_backend.backward(*dense, lse, row_grad)
+    actual = triton_backend.backward(*strided, lse, row_grad)
     torch.testing.assert_close(actual[0], expected[0], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(actual[1], expected[1], rtol=1e-6, atol=1e-7)
 
@@ -324,12 +337,10 @@ def test_bfloat16_weights_give_bfloat16_gradient():
     batch, classes, dim = 9, 70, 40
     e_hat, weight, w_inv_norm, labels, row_grad = _contract_inputs(batch, classes, dim, torch.bfloat16, seed=61)
     weight = weight.bfloat16()
-    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)).lse
-    impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")
-    same = chunked.backward(e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")
-    oracle = chunked.backward(
-        *_as_float64(e_hat, weight, w_inv_norm), labels, ARCFACE, *_as_float64(lse, row_grad), "exact"
-    )
+    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)).lse
+    impl = triton_backend.backward(e_hat, weight, w_inv_norm, labels, LOGITS, lse, row_grad)
+    same = chunked.backward(e_hat, weight, w_inv_norm, labels, LOGITS, lse, row_grad)
+    oracle = chunked.backward(*_as_float64(e_hat, weight, w_inv_norm), labels, LOGITS, *_as_float64(lse, row_grad))
     assert impl[1].dtype == torch.bfloat16
     for name, index in (("d_e_hat", 0), ("d_weight", 1)):
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
@@ -348,8 +359,8 @@ def test_deterministic_path_is_bitwise_reproducible(deterministic, monkeypatch):
 
     monkeypatch.setattr(triton_config, "backward_config", recording)
     e_hat, weight, w_inv_norm, labels, row_grad = _contract_inputs(21, 150, 72, torch.bfloat16, seed=67)
-    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)).lse
-    args = (e_hat, weight, w_inv_norm, labels, ARCFACE, lse, row_grad, "exact")
+    lse = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)).lse
+    args = (e_hat, weight, w_inv_norm, labels, LOGITS, lse, row_grad)
     first = triton_backend.backward(*args)
     second = triton_backend.backward(*args)
     assert [deterministic_flag for deterministic_flag, _ in asked] == [True, True]
@@ -429,7 +440,7 @@ def test_availability(monkeypatch):
         margin_ccs_loss(problem.embeddings, problem.weight, problem.labels, backend="triton")
     e_hat = F.normalize(problem.embeddings, dim=1)
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
-        triton_backend.forward_partials(e_hat, problem.weight, torch.ones(10), problem.labels, ARCFACE)
+        triton_backend.forward_partials(e_hat, problem.weight, torch.ones(10), problem.labels, LOGITS)
 
 
 def _valid_operands():
@@ -451,16 +462,16 @@ def test_bad_operands_name_the_argument(name, bad, error):
     operands = _valid_operands()
     operands[name] = bad(operands[name])
     with pytest.raises(error, match=name):
-        triton_backend.forward_partials(margin=ARCFACE, **operands)
+        triton_backend.forward_partials(margin=LOGITS, **operands)
 
 
-def test_backward_rejects_bad_row_grad_and_mode():
+def test_backward_rejects_bad_row_grad_and_threshold():
     operands = _valid_operands()
     lse = torch.zeros(5, device=DEVICE)
     with pytest.raises(ValueError, match="row_grad"):
-        triton_backend.backward(*operands.values(), ARCFACE, lse, torch.zeros(4, device=DEVICE), "exact")
-    with pytest.raises(ValueError, match="margin_grad"):
-        triton_backend.backward(*operands.values(), ARCFACE, lse, lse, "sideways")
+        triton_backend.backward(*operands.values(), LOGITS, lse, torch.zeros(4, device=DEVICE))
+    with pytest.raises(ValueError, match="threshold"):
+        triton_backend.backward(*operands.values(), LOGITS._replace(negative="filter"), lse, lse)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -478,7 +489,7 @@ TALL = {"tall": (4096, 85_742, 128)}
 def test_gpu_matches_oracle(shape, dtype):
     batch, classes, dim = GPU_SHAPES[shape]
     problem = make_problem(batch, classes, dim, dtype=dtype, seed=79, ignored=(0, 100), device="cuda")
-    assert_matches_oracle(problem, "triton", ARCFACE, "exact")
+    assert_matches_oracle(problem, "triton", ARCFACE)
 
 
 @pytest.mark.gpu

@@ -1,7 +1,7 @@
 """The Triton kernels compiled for an H100 (sm_90) without one: every configuration the backend may
 pick lowers (the code generator checks what the interpreter skips: loop-carried types, layouts,
-every op), bf16/tf32 products use wgmma, no kernel spills registers, and a new margin value
-compiles nothing new.
+every op), bf16/tf32 products use wgmma, no kernel spills registers, and new logit parameters
+(scale, clamp, thresholds) compile nothing new.
 
 Run in a subprocess without ``TRITON_INTERPRET`` (the kernels must be JIT functions there), with
 whatever Triton the interpreter tests use; ``ptxas -v`` reports the registers and spills.
@@ -23,7 +23,7 @@ import contextlib, io, json, re, sys
 import torch, triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from crfiqa_kernels import Margin
+from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
 from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
@@ -40,19 +40,23 @@ class Capture:
         self.kernel, self.args, self.kwargs = kernel, None, None
 
     def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.args, self.kwargs = args, dict(kwargs)
+        def launch(**kwargs):  # the launchers pass every argument by keyword
+            self.kwargs = dict(kwargs)
         return launch
 
     def source(self):
-        signature = {}
-        for name, value in zip(self.kernel.arg_names, self.args):
-            if isinstance(value, torch.Tensor):
+        constexprs = {name for name, param in zip(self.kernel.arg_names, self.kernel.params) if param.is_constexpr}
+        signature, constants = {}, {}
+        for name in self.kernel.arg_names:
+            value = self.kwargs[name]
+            if name in constexprs:
+                signature[name], constants[name] = "constexpr", value
+            elif isinstance(value, torch.Tensor):
                 signature[name] = "*" + POINTEE[value.dtype]
-            else:  # margins are float64 scalars (annotated), sizes and strides i32
+            elif isinstance(value, tuple):  # strides: a tuple of i32
+                signature[name] = tuple("i32" for _ in value)
+            else:  # the logits' scalars are float64 (annotated), sizes i32
                 signature[name] = "fp64" if isinstance(value, float) else "i32"
-        constants = {key: value for key, value in self.kwargs.items() if key not in ("num_warps", "num_stages")}
-        signature.update({name: "constexpr" for name in constants})
         return ASTSource(self.kernel, signature, constants)
 
     def compile(self):
@@ -71,64 +75,69 @@ triton_fwd._forward_partials_kernel, triton_bwd._backward_kernel = forward, back
 # An H100's SMs and L2, without asking a GPU.
 triton_config.device_resources = lambda device: triton_config.DeviceResources(132, 50 * 2**20)
 gpu = torch.device("cuda")
-MARGINS = {"arcface": Margin.arcface(), "arcface-0.3": Margin.arcface(30.0, 0.3), "cosface": Margin.cosface(),
-           "combined": Margin(32.0, 1.1, 0.3, 0.1), "combined-1.2": Margin(64.0, 1.2, 0.1, 0.0)}
+ROWS = 512
+LOGITS = {"none": LogitParams(64.0), "none-30": LogitParams(30.0, 1e-3),
+          "filter": LogitParams(64.0, 0.0, "filter", torch.zeros(ROWS)),
+          "filter-0.3": LogitParams(30.0, 1e-3, "filter", torch.full((ROWS,), 0.3)),
+          "curricular": LogitParams(64.0, 0.0, "curricular", torch.zeros(ROWS), 0.1)}
 
 
-def capture(dtype, weight_dtype, dim, margin, margin_grad, deterministic):
-    batch, classes = 512, 10_572
+def capture(dtype, weight_dtype, dim, logits_name, deterministic):
+    logits = LOGITS[logits_name]
+    batch, classes = ROWS, 10_572
     e_hat, weight = torch.empty(batch, dim, dtype=dtype), torch.empty(classes, dim, dtype=weight_dtype)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     w_inv_norm, rows = torch.empty(classes, dtype=acc), torch.empty(batch, dtype=acc)
     labels = torch.zeros(batch, dtype=torch.int64)
     config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
-    triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, margin, config)
+    triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, logits, config)
     config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
-    triton_bwd.launch_backward(e_hat, weight, w_inv_norm, labels, margin, rows, rows, margin_grad, config,
-                               deterministic)
+    triton_bwd.launch_backward(e_hat, weight, w_inv_norm, labels, logits, rows, rows, config, deterministic)
 
 
 request = json.loads(sys.argv[1])
-for dtype_name, weight_name, tf32, dim, margin_name, margin_grad in request["variants"]:
+for dtype_name, weight_name, tf32, dim, logits_name in request["variants"]:
     torch.backends.cuda.matmul.allow_tf32 = tf32
     dtype, weight_dtype = getattr(torch, dtype_name), getattr(torch, weight_name)
     for deterministic in (False, True):
-        capture(dtype, weight_dtype, dim, MARGINS[margin_name], margin_grad, deterministic)
+        capture(dtype, weight_dtype, dim, logits_name, deterministic)
         kernels = {"backward deterministic=" + str(deterministic): backward.compile()}
         if not deterministic:
             kernels["forward"] = forward.compile()
             backward.kwargs["ADD_TO_D_W"] = True  # a later pass over the rows (a batch beyond L2)
             kernels["backward adding to dW"] = backward.compile()
         for name, facts in kernels.items():
-            print(json.dumps(dict(variant=[dtype_name, weight_name, tf32, dim, margin_name, margin_grad],
+            print(json.dumps(dict(variant=[dtype_name, weight_name, tf32, dim, logits_name],
                                   kernel=name, **facts)))
 
 # The tuner's candidates (bench/tune.py), bf16 on the atomic path, the first being the default.
 default = triton_config.BACKWARD_BLOCKS["half"]
 for candidate in triton_config.BACKWARD_CANDIDATES["half"][1:]:
     triton_config.BACKWARD_BLOCKS["half"] = candidate
-    capture(torch.bfloat16, torch.float32, 512, MARGINS["arcface"], "exact", False)
-    print(json.dumps(dict(variant=["bfloat16", "float32", False, 512, "arcface", "exact"],
+    capture(torch.bfloat16, torch.float32, 512, "none", False)
+    print(json.dumps(dict(variant=["bfloat16", "float32", False, 512, "none"],
                           kernel=f"backward candidate {candidate}", **backward.compile())))
 triton_config.BACKWARD_BLOCKS["half"] = default
 
-# The cache key of a launch (its source's hash) for margins of one kind and of another.
+# The cache key of a launch (its source's hash) for logits of one transform and of another.
 torch.backends.cuda.matmul.allow_tf32 = False
-for margin_name in MARGINS:
-    capture(torch.bfloat16, torch.float32, 512, MARGINS[margin_name], "exact", False)
-    print(json.dumps(dict(margin=margin_name, forward=forward.source().hash(), backward=backward.source().hash())))
+for logits_name in LOGITS:
+    capture(torch.bfloat16, torch.float32, 512, logits_name, False)
+    print(json.dumps(dict(logits=logits_name, forward=forward.source().hash(), backward=backward.source().hash())))
 """
 
-# (ê dtype, W dtype, allow_tf32, D, margin, margin_grad): every kind of tile product the block
-# tables know (bf16/fp16, tf32, IEEE fp32, fp64), both margin kinds, both margin gradients, the
-# dW column chunk of a small D, and each dtype of W (dW is stored in it).
+# (ê dtype, W dtype, allow_tf32, D, logits): every kind of tile product the block tables know
+# (bf16/fp16, tf32, IEEE fp32, fp64), every negative transform, the dW column chunk of a small D,
+# and each dtype of W (dW is stored in it).
 VARIANTS = [
-    ("bfloat16", "float32", False, 512, "arcface", "exact"),
-    ("bfloat16", "bfloat16", False, 64, "combined", "straight_through"),
-    ("float16", "float16", False, 512, "combined", "exact"),
-    ("float32", "float32", True, 512, "arcface", "exact"),
-    ("float32", "float32", False, 512, "arcface", "exact"),
-    ("float64", "float64", False, 512, "combined", "exact"),
+    ("bfloat16", "float32", False, 512, "none"),
+    ("bfloat16", "float32", False, 512, "filter"),
+    ("bfloat16", "float32", False, 512, "curricular"),
+    ("bfloat16", "bfloat16", False, 64, "filter"),
+    ("float16", "float16", False, 512, "curricular"),
+    ("float32", "float32", True, 512, "curricular"),
+    ("float32", "float32", False, 512, "none"),
+    ("float64", "float64", False, 512, "curricular"),
 ]
 
 
@@ -162,8 +171,8 @@ def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     ]
     assert not spilling, "register spills: " + "; ".join(spilling)
 
-    # One compile per dtype and config: a margin of the same kind (m1 = 1, or m1 ≠ 1) has the
-    # same cache key whatever its values; the kind itself is a compile-time constant.
-    keys = {line["margin"]: (line["forward"], line["backward"]) for line in lines if "margin" in line}
-    assert keys["arcface"] == keys["arcface-0.3"] == keys["cosface"]
-    assert keys["combined"] == keys["combined-1.2"] != keys["arcface"]
+    # One compile per dtype, config and transform: the scale, the clamp and the thresholds are
+    # run-time values (the same cache key whatever they are); the transform is a compile-time mode.
+    keys = {line["logits"]: (line["forward"], line["backward"]) for line in lines if "logits" in line}
+    assert keys["none"] == keys["none-30"] != keys["filter"]
+    assert keys["filter"] == keys["filter-0.3"] != keys["curricular"]

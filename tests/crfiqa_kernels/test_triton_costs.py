@@ -17,6 +17,7 @@ import torch
 from triton.runtime import interpreter
 
 from crfiqa_kernels import Margin, margin_ccs_loss
+from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
 from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
@@ -24,6 +25,7 @@ from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
 from .oracle import make_problem
 
 ARCFACE = Margin.arcface()
+LOGITS = LogitParams(s=64.0)
 MAX_GRID_X, MAX_GRID_YZ = 2**31 - 1, 65_535
 
 
@@ -136,12 +138,12 @@ def test_launch_grids_respect_cuda_limits_at_50_million_classes(dtype, tf32, mon
                 labels = torch.empty(batch, dtype=torch.int64, device=meta)
                 rows = torch.empty(batch, dtype=acc, device=meta)
                 config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
-                triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, config)
+                triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, config)
                 _assert_within_cuda_limits(forward.grids[-1], f"forward B={batch} C={classes}")
                 for deterministic in (False, True):
                     config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
                     triton_bwd.launch_backward(
-                        e_hat, weight, w_inv_norm, labels, ARCFACE, rows, rows, "exact", config, deterministic
+                        e_hat, weight, w_inv_norm, labels, LOGITS, rows, rows, config, deterministic
                     )
                     where = f"backward B={batch} C={classes} deterministic={deterministic}"
                     _assert_within_cuda_limits(backward.grids[-1], where)

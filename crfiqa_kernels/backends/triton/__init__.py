@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from ..contract import Partials
+from ..contract import LogitParams, Partials
 from . import backward_kernel, forward_kernel
 from . import config as block_config
 from .config import BackwardConfig, ForwardConfig
@@ -36,7 +36,7 @@ def _check_device(e_hat: torch.Tensor) -> None:
 
 
 def forward_partials(
-    e_hat, weight, w_inv_norm, labels_local, margin, *, config: ForwardConfig | None = None
+    e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, *, config: ForwardConfig | None = None
 ) -> Partials:
     """:mod:`..contract`'s forward: per-(split, row) partials over the classes of ``weight``."""
     _check_device(e_hat)
@@ -45,11 +45,11 @@ def forward_partials(
             e_hat.shape[0], weight.shape[0], e_hat.shape[-1], e_hat.dtype, e_hat.device
         )
     with _on(e_hat.device):
-        return forward_kernel.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config)
+        return forward_kernel.launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, logits, config)
 
 
 def backward(
-    e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *, config: BackwardConfig | None = None
+    e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, lse, row_grad, *, config: BackwardConfig | None = None
 ):
     """:mod:`..contract`'s backward: ``(dê, dW)``; the split-buffer path when
     ``torch.are_deterministic_algorithms_enabled()``, fp32 atomics on ``dê`` otherwise."""
@@ -61,7 +61,7 @@ def backward(
         )
     with _on(e_hat.device):
         return backward_kernel.launch_backward(
-            e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, config, deterministic
+            e_hat, weight, w_inv_norm, labels_local, logits, lse, row_grad, config, deterministic
         )
 
 

@@ -7,8 +7,9 @@ atomics. For a class tile j (``BLOCK_C`` classes):
 
 1. For each batch tile i (``BLOCK_B`` rows):
    - recompute c_ij = ê_i · ŵ_j (K = D)                                     one product
-   - ∂ℓ/∂c_ij from the final ``lse`` and the row gradients (derivation below), stored in the
-     compute dtype to the program's scratch, rows i of a (B, BLOCK_C) slice;
+   - ∂ℓ/∂c_ij of the non-target logits from ``lse`` and the row gradients (derivation below; 0 at
+     the label column), stored in the compute dtype to the program's scratch, rows i of a
+     (B, BLOCK_C) slice;
    - ŵ_j · ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij c_ij, the radial part of the Jacobian, summed over the batch;
    - the tile's share of ∂ℓ/∂ê_i = Σ_j ∂ℓ/∂c_ij ŵ_j (K = BLOCK_C)             one product
      added to ``dê`` with fp32 atomics, or — when ``torch.are_deterministic_algorithms_enabled()``
@@ -35,17 +36,16 @@ import triton
 import triton.language as tl
 
 from .. import class_splits
-from ..contract import MARGIN_GRADS, accumulate_dtype
+from ..contract import LogitParams, accumulate_dtype
 from .common import (
     LOG2E,
     TL_DTYPES,
     check_operands,
     clamp_cosine,
     cosine_tile,
-    margin_phi,
-    margin_phi_grad,
-    margin_scalars,
-    tile_meta,
+    launch_arguments,
+    negative_slope,
+    negative_value,
     to_acc,
 )
 from .config import BackwardConfig
@@ -86,18 +86,15 @@ def launch_backward(
     weight,
     w_inv_norm,
     labels_local,
-    margin,
+    logits: LogitParams,
     lse,
     row_grad,
-    margin_grad,
     config: BackwardConfig,
     deterministic: bool,
 ):
     """Launches the backward kernel; the only caller of ``_backward_kernel``. Returns
     ``(dê float32 — float64 for float64 —, dW in weight's dtype)``."""
     check_operands(e_hat, weight, w_inv_norm, labels_local)
-    if margin_grad not in MARGIN_GRADS:
-        raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
     batch, dim = e_hat.shape
     classes = weight.shape[0]
     for name, tensor in (("lse", lse), ("row_grad", row_grad)):
@@ -124,39 +121,29 @@ def launch_backward(
         else:
             d_e_out = d_e_hat[start:stop]
         _backward_kernel[plan.grid](
-            e_hat[start:stop],
-            weight,
-            w_inv_norm,
-            labels_local[start:stop],
-            lse[start:stop],
-            row_grad[start:stop],
-            d_e_out,
-            d_weight,
-            scratch,
-            rows,
-            classes,
-            dim,
-            plan.splits.tiles,
-            plan.splits.tiles_per_split,
-            e_hat.stride(0),
-            e_hat.stride(1),
-            weight.stride(0),
-            weight.stride(1),
-            d_weight.stride(0),
-            d_weight.stride(1),
-            *margin_scalars(margin),
-            BLOCK_B=config.block_b,
-            BLOCK_C=config.block_c,
-            BLOCK_D=config.block_d,
+            e_ptr=e_hat[start:stop],
+            w_ptr=weight,
+            w_inv_norm_ptr=w_inv_norm,
+            labels_ptr=labels_local[start:stop],
+            lse_ptr=lse[start:stop],
+            row_grad_ptr=row_grad[start:stop],
+            d_e_ptr=d_e_out,
+            d_w_ptr=d_weight,
+            scratch_ptr=scratch,
+            batch=rows,
+            classes=classes,
+            dim=dim,
+            class_tiles=plan.splits.tiles,
+            tiles_per_split=plan.splits.tiles_per_split,
+            d_w_strides=(d_weight.stride(0), d_weight.stride(1)),
             BLOCK_DW=config.block_dw,
-            EXACT_MARGIN_GRAD=margin_grad == "exact",
             DETERMINISTIC=deterministic,
             ADD_TO_D_W=number > 0,
             OUT_DTYPE=TL_DTYPES[d_weight.dtype],
             EMULATE_BF16_OUT=emulates_bf16(d_weight.dtype),
-            **tile_meta(e_hat, margin).kwargs(),
-            num_warps=config.num_warps,
-            num_stages=config.num_stages,
+            **launch_arguments(
+                e_hat, weight, w_inv_norm, logits, (config.block_b, config.block_c, config.block_d), config
+            ),
         )
         if deterministic:
             # The ordered reduction of the deterministic path: a fixed-order sum over the splits.
@@ -170,6 +157,7 @@ def _backward_kernel(
     w_ptr,
     w_inv_norm_ptr,
     labels_ptr,
+    threshold_ptr,
     lse_ptr,
     row_grad_ptr,
     d_e_ptr,
@@ -180,44 +168,39 @@ def _backward_kernel(
     dim,
     class_tiles,
     tiles_per_split,
-    stride_eb,
-    stride_ed,
-    stride_wc,
-    stride_wd,
-    stride_dwc,
-    stride_dwd,
+    strides,
+    d_w_strides,
     scale: tl.float64,
-    m1: tl.float64,
-    m2: tl.float64,
-    m3: tl.float64,
-    cos_m2: tl.float64,
-    sin_m2: tl.float64,
-    BLOCK_B: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    cos_low: tl.float64,
+    cos_high: tl.float64,
+    negative_t: tl.float64,
+    BLOCKS: tl.constexpr,
+    PRODUCT: tl.constexpr,
+    NEGATIVE: tl.constexpr,
     BLOCK_DW: tl.constexpr,
-    EXACT_MARGIN_GRAD: tl.constexpr,
     DETERMINISTIC: tl.constexpr,
     ADD_TO_D_W: tl.constexpr,
     OUT_DTYPE: tl.constexpr,
     EMULATE_BF16_OUT: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    EMULATE_BF16: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
-    MULTIPLICATIVE: tl.constexpr,
 ):
+    # The grouped arguments (DESIGN §7): strides (ê's rows and columns, W's; dW's), blocks
+    # (BLOCK_B, BLOCK_C, BLOCK_D), the tile product's facts (common.TileMeta.product).
+    BLOCK_B: tl.constexpr = BLOCKS[0]
+    BLOCK_C: tl.constexpr = BLOCKS[1]
+    BLOCK_D: tl.constexpr = BLOCKS[2]
+    COMPUTE_DTYPE: tl.constexpr = PRODUCT[0]
+    DOT_DTYPE: tl.constexpr = PRODUCT[1]
+    ACC_DTYPE: tl.constexpr = PRODUCT[2]
+    EMULATE_BF16: tl.constexpr = PRODUCT[3]
+    INPUT_PRECISION: tl.constexpr = PRODUCT[4]
+    stride_eb, stride_ed, stride_wc, stride_wd = strides
+    stride_dwc, stride_dwd = d_w_strides
     split = tl.program_id(0)
-    # cosine_tile's grouped arguments (DESIGN §7): strides, blocks, the tile product's facts.
-    strides = (stride_eb, stride_ed, stride_wc, stride_wd)
-    BLOCKS: tl.constexpr = (BLOCK_B, BLOCK_C, BLOCK_D)
-    PRODUCT: tl.constexpr = (COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION)
     offs_b = tl.arange(0, BLOCK_B)
     offs_c = tl.arange(0, BLOCK_C)
     scale = to_acc(scale, ACC_DTYPE)
-    m1, m2, m3 = to_acc(m1, ACC_DTYPE), to_acc(m2, ACC_DTYPE), to_acc(m3, ACC_DTYPE)
-    cos_m2, sin_m2 = to_acc(cos_m2, ACC_DTYPE), to_acc(sin_m2, ACC_DTYPE)
+    cos_low, cos_high = to_acc(cos_low, ACC_DTYPE), to_acc(cos_high, ACC_DTYPE)
+    negative_t = to_acc(negative_t, ACC_DTYPE)
     scratch_ptr += tl.cast(split, tl.int64) * batch * BLOCK_C
     if DETERMINISTIC:
         d_e_ptr += tl.cast(split, tl.int64) * batch * dim
@@ -254,23 +237,22 @@ def _backward_kernel(
                     BLOCKS,
                     PRODUCT,
                 )
-                cos = clamp_cosine(raw_cos)
+                cos = clamp_cosine(raw_cos, cos_low, cos_high)
                 is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
-                target = tl.sum(tl.where(is_target, cos, 0.0), axis=1)
 
-                # p_ij = exp(z_ij − lse_i) with z = s·c, and s·φ(c) at the target (log2 units).
-                phi = margin_phi(target, m1, m2, m3, cos_m2, sin_m2, MULTIPLICATIVE)
-                logits = tl.where(is_target, (scale * LOG2E) * phi[:, None], cos * (scale * LOG2E))
-                p = tl.exp2(logits - (lse * LOG2E)[:, None])
-
-                # ∂ℓ/∂z_ij = g_i (p_ij − [j = y_i]);  ∂ℓ/∂c_ij = s·∂ℓ/∂z_ij, times φ'(c_iy) at the
-                # target (φ' = 1 for the straight-through margin, applied as if under no_grad).
-                # Rows and classes outside the masks contribute nothing.
-                d_logit = row_grad[:, None] * (p - is_target.to(ACC_DTYPE))
-                if EXACT_MARGIN_GRAD:
-                    slope = margin_phi_grad(target, m1, m2, cos_m2, sin_m2, MULTIPLICATIVE)
-                    d_logit = tl.where(is_target, d_logit * slope[:, None], d_logit)
-                d_cos = tl.where(row_mask[:, None] & col_mask[None, :], scale * d_logit, 0.0)
+                # ∂L/∂c_ij = g_i · exp(z_ij − lse_i) · s·ν'(c_ij) for j ≠ y_i, z = s·ν(c) (log2 units:
+                # exp(z − lse) = exp2((z − lse)·log2 e)): the softmax term of the non-target logit.
+                # The label column, rows and classes outside the masks contribute nothing.
+                if NEGATIVE == 0:
+                    p = tl.exp2(cos * (scale * LOG2E) - (lse * LOG2E)[:, None])
+                    d_logit = row_grad[:, None] * p
+                else:
+                    threshold = tl.load(threshold_ptr + rows, mask=row_mask, other=0.0).to(ACC_DTYPE)
+                    nu = negative_value(cos, threshold, negative_t, NEGATIVE)
+                    p = tl.exp2(nu * (scale * LOG2E) - (lse * LOG2E)[:, None])
+                    d_logit = row_grad[:, None] * p * negative_slope(cos, threshold, negative_t, NEGATIVE)
+                keep = row_mask[:, None] & col_mask[None, :] & ~is_target
+                d_cos = tl.where(keep, scale * d_logit, 0.0)
 
                 # The radial part of the Jacobian needs ŵ_j · ∂ℓ/∂ŵ_j = Σ_i ∂ℓ/∂c_ij (ê_i · ŵ_j)
                 # = Σ_i ∂ℓ/∂c_ij c_ij (the cosine before the clamp): a sum over the batch.

@@ -1,42 +1,28 @@
-"""What the Triton kernels share: operand checks, compile-time facts of a launch, and the device
-functions of DESIGN §2 (the cosine tile, the clamp, the margin φ and its slope φ').
+"""What the Triton kernels share: operand checks, the launch arguments both launchers pass, and
+the device functions of DESIGN §2 (the cosine tile, the clamp, the negative transform ν and ν').
 
-The margin's values are run-time scalars of the kernels (one compile per dtype and configuration,
-whatever the margin); only its kind is a compile-time constant: ``MULTIPLICATIVE`` (m1 ≠ 1) needs
-θ = arccos c, which for m1 = 1 (ArcFace, CosFace, their combinations) the identities
-cos(θ + m2) = c·cos m2 − sin θ·sin m2 and sin(θ + m2) = sin θ·cos m2 + c·sin m2 avoid.
+The kernels see no margin family, only the non-target logits ``s·ν(c)`` (:class:`..contract.LogitParams`):
+``s``, the clamp bounds and the transform's parameters are run-time scalars (one compile per dtype,
+configuration and transform, whatever the values); the transform's kind is a compile-time mode.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
-from ..contract import accumulate_dtype
+from ..contract import LogitParams, accumulate_dtype, check_logits
 from .config import interpreting
 from .interpreter import dot_operand, emulates_bf16
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
-HALF_PI = tl.constexpr(1.5707963267948966)
-PI = tl.constexpr(3.141592653589793)
-# sin θ is evaluated as sqrt(max(1 − c², SIN_FLOOR)) in φ' (margin.SIN_FLOOR).
-SIN_FLOOR = tl.constexpr(1e-12)
-# asin(x) = x + x³·P(x²) on |x| ≤ 1/2: P is the least-squares fit of degree 7 of (asin x − x)/x³ in
-# z = x² on 4000 Chebyshev nodes of [0, 1/4] (numpy.polynomial.polynomial.polyfit); the largest
-# error of the resulting arccos on [-1, 1] is 3e-12.
-ASIN_P0 = tl.constexpr(0.16666666662263208)
-ASIN_P1 = tl.constexpr(0.07500001100502011)
-ASIN_P2 = tl.constexpr(0.044642135178425885)
-ASIN_P3 = tl.constexpr(0.03040199002968295)
-ASIN_P4 = tl.constexpr(0.022089019597363993)
-ASIN_P5 = tl.constexpr(0.019537327773709628)
-ASIN_P6 = tl.constexpr(0.004818606551787652)
-ASIN_P7 = tl.constexpr(0.02997920644109392)
+# NEGATIVE modes (positions in contract.NEGATIVE_KINDS).
+NEGATIVE_FILTER = tl.constexpr(1)
+NEGATIVE_CURRICULAR = tl.constexpr(2)
 
 TL_DTYPES = {
     torch.float16: tl.float16,
@@ -48,13 +34,12 @@ TL_DTYPES = {
 
 @dataclass(frozen=True)
 class TileMeta:
-    """Compile-time facts shared by the forward and backward launches.
+    """Compile-time facts of a tile product, shared by the forward and backward launches.
 
     ``compute``: the dtype tile products round their operands to (ê's dtype); ``dot``: the dtype
     handed to ``tl.dot`` (``compute`` on a GPU; see :mod:`.interpreter` for the
     interpreter); ``acc``: accumulation dtype (fp64 for fp64, else fp32); ``input_precision`` of
-    fp32 products (tf32 when ``torch.backends.cuda.matmul.allow_tf32``, else IEEE);
-    ``multiplicative``: the margin's kind (m1 ≠ 1).
+    fp32 products (tf32 when ``torch.backends.cuda.matmul.allow_tf32``, else IEEE).
     """
 
     compute: object
@@ -62,20 +47,14 @@ class TileMeta:
     acc: object
     emulate_bf16: bool
     input_precision: str | None
-    multiplicative: bool
 
-    def kwargs(self) -> dict:
-        return dict(
-            COMPUTE_DTYPE=self.compute,
-            DOT_DTYPE=self.dot,
-            ACC_DTYPE=self.acc,
-            EMULATE_BF16=self.emulate_bf16,
-            INPUT_PRECISION=self.input_precision,
-            MULTIPLICATIVE=self.multiplicative,
-        )
+    def product(self) -> tuple:
+        """The kernels' ``PRODUCT`` constexpr tuple: ``(COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE,
+        EMULATE_BF16, INPUT_PRECISION)``."""
+        return (self.compute, self.dot, self.acc, self.emulate_bf16, self.input_precision)
 
 
-def tile_meta(e_hat: torch.Tensor, margin) -> TileMeta:
+def tile_meta(e_hat: torch.Tensor) -> TileMeta:
     emulate_bf16 = emulates_bf16(e_hat.dtype)
     compute = TL_DTYPES[e_hat.dtype]
     dot = tl.float32 if emulate_bf16 else compute
@@ -91,15 +70,31 @@ def tile_meta(e_hat: torch.Tensor, margin) -> TileMeta:
         acc=TL_DTYPES[accumulate_dtype(e_hat)],
         emulate_bf16=emulate_bf16,
         input_precision=input_precision,
-        multiplicative=float(margin.m1) != 1.0,
     )
 
 
-def margin_scalars(margin) -> tuple[float, float, float, float, float, float]:
-    """The kernels' run-time margin arguments ``(s, m1, m2, m3, cos m2, sin m2)``, as Python floats
-    (the kernels take them as float64 and convert them to the accumulate dtype)."""
-    m2 = float(margin.m2)
-    return float(margin.s), float(margin.m1), m2, float(margin.m3), math.cos(m2), math.sin(m2)
+def launch_arguments(e_hat, weight, w_inv_norm, logits: LogitParams, blocks: tuple, config) -> dict:
+    """The keyword arguments both launches share: ê's and W's ``strides`` (a tuple), the logits'
+    run-time scalars (``scale``, the clamp's ``cos_low`` and ``cos_high``, the transform's
+    ``negative_t``) and its per-row ``threshold_ptr``, the compile-time ``BLOCKS`` (a tuple),
+    ``PRODUCT`` (:meth:`TileMeta.product`) and ``NEGATIVE`` mode, warps and stages."""
+    check_logits(logits, e_hat.shape[0], e_hat.device)
+    low, high = logits.bounds()
+    # Without a transform the kernels read no threshold: any float tensor stands in for it.
+    threshold = w_inv_norm if logits.threshold is None else logits.threshold.to(torch.float32).contiguous()
+    return dict(
+        threshold_ptr=threshold,
+        strides=(e_hat.stride(0), e_hat.stride(1), weight.stride(0), weight.stride(1)),
+        scale=float(logits.s),
+        cos_low=float(low),
+        cos_high=float(high),
+        negative_t=float(logits.t),
+        BLOCKS=blocks,
+        PRODUCT=tile_meta(e_hat).product(),
+        NEGATIVE=logits.negative_mode,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )
 
 
 def check_operands(e_hat, weight, w_inv_norm, labels_local) -> None:
@@ -190,55 +185,32 @@ def cosine_tile(
 
 
 @triton.jit
-def clamp_cosine(cos):
-    """clamp(cos, -1, 1), NaN kept NaN (a NaN input must not turn into a finite cosine)."""
+def clamp_cosine(cos, low, high):
+    """clamp(cos, low, high), NaN kept NaN (a NaN input must not turn into a finite cosine)."""
     if cos.dtype == tl.float64:  # NVIDIA GPUs have no NaN-propagating min/max for fp64
-        return tl.where(cos != cos, cos, tl.minimum(tl.maximum(cos, -1.0), 1.0))
+        return tl.where(cos != cos, cos, tl.minimum(tl.maximum(cos, low), high))
     else:
-        return tl.clamp(cos, -1.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        return tl.clamp(cos, low, high, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
-def arccos(c):
-    """θ = arccos c on [-1, 1] from asin on [-1/2, 1/2]: arccos c = π/2 − asin c for |c| ≤ 1/2,
-    2·asin(√((1 − |c|)/2)) for c > 1/2 and π minus that for c < −1/2 (half-angle identities)."""
-    a = tl.abs(c)
-    large = a > 0.5
-    u = tl.where(large, tl.sqrt(tl.maximum((1.0 - a) * 0.5, 0.0)), c)
-    z = u * u
-    poly = ASIN_P7
-    poly = poly * z + ASIN_P6
-    poly = poly * z + ASIN_P5
-    poly = poly * z + ASIN_P4
-    poly = poly * z + ASIN_P3
-    poly = poly * z + ASIN_P2
-    poly = poly * z + ASIN_P1
-    poly = poly * z + ASIN_P0
-    asin_u = u + u * z * poly
-    return tl.where(large, tl.where(c < 0, PI - 2.0 * asin_u, 2.0 * asin_u), HALF_PI - asin_u)
+def negative_value(cos, threshold, t, NEGATIVE: tl.constexpr):
+    """ν(c) of DESIGN §2 for a tile of cosines, ``threshold`` one per row: ``c``; the filter's
+    0 above the threshold; CurricularFace's ``c·(t + c)`` above it."""
+    if NEGATIVE == NEGATIVE_FILTER:
+        return tl.where(cos > threshold[:, None], 0.0, cos)
+    elif NEGATIVE == NEGATIVE_CURRICULAR:
+        return tl.where(cos > threshold[:, None], cos * (t + cos), cos)
+    else:
+        return cos
 
 
 @triton.jit
-def margin_phi(c, m1, m2, m3, cos_m2, sin_m2, MULTIPLICATIVE: tl.constexpr):
-    """φ(c) = cos(m1·θ + m2) − m3 with θ = arccos c; for m1 = 1, with sin θ = √(1 − c²) ≥ 0,
-    cos(θ + m2) = c·cos m2 − sin θ·sin m2."""
-    if MULTIPLICATIVE:
-        phi = tl.cos(m1 * arccos(c) + m2) - m3
+def negative_slope(cos, threshold, t, NEGATIVE: tl.constexpr):
+    """ν'(c): 1; the filter's 0 above the threshold; d/dc c·(t + c) = t + 2c above it."""
+    if NEGATIVE == NEGATIVE_FILTER:
+        return tl.where(cos > threshold[:, None], 0.0, 1.0)
+    elif NEGATIVE == NEGATIVE_CURRICULAR:
+        return tl.where(cos > threshold[:, None], t + 2.0 * cos, 1.0)
     else:
-        sin_theta = tl.sqrt(tl.maximum(1.0 - c * c, 0.0))
-        phi = c * cos_m2 - sin_theta * sin_m2 - m3
-    return phi
-
-
-@triton.jit
-def margin_phi_grad(c, m1, m2, cos_m2, sin_m2, MULTIPLICATIVE: tl.constexpr):
-    """φ'(c) = m1·sin(m1·θ + m2) / sin θ (d/dc arccos c = −1/sin θ, chain rule through the cosine),
-    the denominator evaluated as √(max(1 − c², 1e-12)); for m1 = 1,
-    sin(θ + m2) = sin θ·cos m2 + c·sin m2."""
-    sin_floor = tl.sqrt(tl.maximum(1.0 - c * c, SIN_FLOOR))
-    if MULTIPLICATIVE:
-        grad = m1 * tl.sin(m1 * arccos(c) + m2) / sin_floor
-    else:
-        sin_theta = tl.sqrt(tl.maximum(1.0 - c * c, 0.0))
-        grad = (sin_theta * cos_m2 + c * sin_m2) / sin_floor
-    return grad
+        return tl.full(cos.shape, 1.0, cos.dtype)

@@ -4,10 +4,10 @@ Grid: one axis of (batch tiles × class splits) programs, batch tiles varying fa
 programs reading the same class tiles run side by side and share them through L2. A program walks
 the class tiles of its split (:mod:`..class_splits`):
 
-    cos   = clamp(ê_rows · (W_cols · w_inv_norm_cols)ᵀ, -1, 1)      tl.dot, fp32 accumulation
-    logit = s·cos, s·φ(cos) at the label column                       (log2 units: × log2 e)
-    online max / Σ exp2 of the logits, the target cosine, the running max of the negatives and its
-    lowest index.
+    cos   = clamp(ê_rows · (W_cols · w_inv_norm_cols)ᵀ, -1 + ε_c, 1 - ε_c)   tl.dot, fp32 accumulation
+    logit = s·ν(cos) off the label column, left out at it                 (log2 units: × log2 e)
+    online max / Σ exp2 of the non-target logits, the target cosine, the running max of the
+    negatives and its lowest index.
 
 It writes one row of :class:`~.contract.Partials` per (split, row); the combine is done in PyTorch.
 """
@@ -22,16 +22,15 @@ import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
 from .. import class_splits
-from ..contract import Partials, accumulate_dtype
+from ..contract import LogitParams, Partials, accumulate_dtype
 from .common import (
     LN2,
     LOG2E,
     check_operands,
     clamp_cosine,
     cosine_tile,
-    margin_phi,
-    margin_scalars,
-    tile_meta,
+    launch_arguments,
+    negative_value,
     to_acc,
 )
 from .config import MAX_GRID_X, ForwardConfig
@@ -56,7 +55,9 @@ def plan_forward(batch: int, classes: int, config: ForwardConfig) -> ForwardPlan
     return ForwardPlan(grid=(batch_tiles * splits.count,), splits=splits, batch_tiles=batch_tiles)
 
 
-def launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, config: ForwardConfig) -> Partials:
+def launch_forward_partials(
+    e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, config: ForwardConfig
+) -> Partials:
     """Launches the forward kernel; the only caller of ``_forward_partials_kernel``."""
     check_operands(e_hat, weight, w_inv_norm, labels_local)
     batch, dim = e_hat.shape
@@ -70,32 +71,22 @@ def launch_forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, con
     row_max, row_sumexp, target_cos, nn_cos = out.unbind(0)
     nn_index = torch.empty((plan.splits.count, batch), dtype=torch.int64, device=e_hat.device)
     _forward_partials_kernel[plan.grid](
-        e_hat,
-        weight,
-        w_inv_norm,
-        labels_local,
-        row_max,
-        row_sumexp,
-        target_cos,
-        nn_cos,
-        nn_index,
-        batch,
-        classes,
-        dim,
-        plan.batch_tiles,
-        plan.splits.tiles,
-        plan.splits.tiles_per_split,
-        e_hat.stride(0),
-        e_hat.stride(1),
-        weight.stride(0),
-        weight.stride(1),
-        *margin_scalars(margin),
-        BLOCK_B=config.block_b,
-        BLOCK_C=config.block_c,
-        BLOCK_D=config.block_d,
-        **tile_meta(e_hat, margin).kwargs(),
-        num_warps=config.num_warps,
-        num_stages=config.num_stages,
+        e_ptr=e_hat,
+        w_ptr=weight,
+        w_inv_norm_ptr=w_inv_norm,
+        labels_ptr=labels_local,
+        row_max_ptr=row_max,
+        row_sumexp_ptr=row_sumexp,
+        target_cos_ptr=target_cos,
+        nn_cos_ptr=nn_cos,
+        nn_index_ptr=nn_index,
+        batch=batch,
+        classes=classes,
+        dim=dim,
+        batch_tiles=plan.batch_tiles,
+        class_tiles=plan.splits.tiles,
+        tiles_per_split=plan.splits.tiles_per_split,
+        **launch_arguments(e_hat, weight, w_inv_norm, logits, (config.block_b, config.block_c, config.block_d), config),
     )
     return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
 
@@ -106,6 +97,7 @@ def _forward_partials_kernel(
     w_ptr,
     w_inv_norm_ptr,
     labels_ptr,
+    threshold_ptr,
     row_max_ptr,
     row_sumexp_ptr,
     target_cos_ptr,
@@ -117,40 +109,35 @@ def _forward_partials_kernel(
     batch_tiles,
     class_tiles,
     tiles_per_split,
-    stride_eb,
-    stride_ed,
-    stride_wc,
-    stride_wd,
+    strides,
     scale: tl.float64,
-    m1: tl.float64,
-    m2: tl.float64,
-    m3: tl.float64,
-    cos_m2: tl.float64,
-    sin_m2: tl.float64,
-    BLOCK_B: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    COMPUTE_DTYPE: tl.constexpr,
-    DOT_DTYPE: tl.constexpr,
-    ACC_DTYPE: tl.constexpr,
-    EMULATE_BF16: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
-    MULTIPLICATIVE: tl.constexpr,
+    cos_low: tl.float64,
+    cos_high: tl.float64,
+    negative_t: tl.float64,
+    BLOCKS: tl.constexpr,
+    PRODUCT: tl.constexpr,
+    NEGATIVE: tl.constexpr,
 ):
+    # The grouped arguments (DESIGN §7): strides (ê's rows and columns, W's), blocks
+    # (BLOCK_B, BLOCK_C, BLOCK_D), the tile product's facts (common.TileMeta.product).
+    BLOCK_B: tl.constexpr = BLOCKS[0]
+    BLOCK_C: tl.constexpr = BLOCKS[1]
+    ACC_DTYPE: tl.constexpr = PRODUCT[2]
+    stride_eb = strides[0]
     pid = tl.program_id(0)
     split = pid // batch_tiles
-    # cosine_tile's grouped arguments (DESIGN §7): strides, blocks, the tile product's facts.
-    strides = (stride_eb, stride_ed, stride_wc, stride_wd)
-    BLOCKS: tl.constexpr = (BLOCK_B, BLOCK_C, BLOCK_D)
-    PRODUCT: tl.constexpr = (COMPUTE_DTYPE, DOT_DTYPE, ACC_DTYPE, EMULATE_BF16, INPUT_PRECISION)
     row_start = (pid % batch_tiles) * BLOCK_B
     rows = row_start + tl.arange(0, BLOCK_B)
     row_mask = rows < batch
     labels = tl.load(labels_ptr + rows, mask=row_mask, other=-1)
+    if NEGATIVE != 0:
+        threshold = tl.load(threshold_ptr + rows, mask=row_mask, other=0.0).to(ACC_DTYPE)
+    else:
+        threshold = tl.zeros((BLOCK_B,), ACC_DTYPE)
     e_block_ptr = e_ptr + tl.cast(row_start, tl.int64) * stride_eb
     scale_log2 = to_acc(scale, ACC_DTYPE) * LOG2E
-    m1, m2, m3 = to_acc(m1, ACC_DTYPE), to_acc(m2, ACC_DTYPE), to_acc(m3, ACC_DTYPE)
-    cos_m2, sin_m2 = to_acc(cos_m2, ACC_DTYPE), to_acc(sin_m2, ACC_DTYPE)
+    cos_low, cos_high = to_acc(cos_low, ACC_DTYPE), to_acc(cos_high, ACC_DTYPE)
+    negative_t = to_acc(negative_t, ACC_DTYPE)
 
     # Running statistics of the rows over the split; logits are kept in log2 units (z · log2 e).
     run_max = tl.full((BLOCK_B,), float("-inf"), ACC_DTYPE)
@@ -166,7 +153,7 @@ def _forward_partials_kernel(
         if tile < class_tiles:
             cols = tile * BLOCK_C + tl.arange(0, BLOCK_C)
             col_mask = cols < classes
-            w_tile_ptr = w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * stride_wc
+            w_tile_ptr = w_ptr + tl.cast(tile * BLOCK_C, tl.int64) * strides[2]
             cos = cosine_tile(
                 e_block_ptr,
                 w_tile_ptr,
@@ -178,7 +165,7 @@ def _forward_partials_kernel(
                 BLOCKS,
                 PRODUCT,
             )
-            cos = clamp_cosine(cos)
+            cos = clamp_cosine(cos, cos_low, cos_high)
             is_target = (cols[None, :] == labels[:, None]) & col_mask[None, :]
             in_tile = (labels >= tile * BLOCK_C) & (labels < tile * BLOCK_C + BLOCK_C) & (labels < classes)
             tile_target = tl.sum(tl.where(is_target, cos, 0.0), axis=1)
@@ -186,21 +173,27 @@ def _forward_partials_kernel(
 
             # Nearest negative: the largest cosine off the label column, its lowest column on ties;
             # tiles are visited in increasing order, so a later tile wins only when strictly larger.
-            negatives = tl.where(is_target | ~col_mask[None, :], float("-inf"), cos)
+            negative = is_target | ~col_mask[None, :]
+            negatives = tl.where(negative, float("-inf"), cos)
             tile_nn = tl.max(negatives, axis=1)
             tile_index = tl.min(tl.where(negatives == tile_nn[:, None], cols[None, :], 2147483647), axis=1)
             better = tile_nn > nn_cos
             nn_index = tl.where(better, tile_index, nn_index)
             nn_cos = tl.where(better, tile_nn, nn_cos)
 
-            # Logits s·c (s·φ(c) at the label) in log2 units. Scaling by s > 0 is monotone, so the
-            # tile's largest logit is the larger of s·(largest negative) and the target logit.
-            target_logit = scale_log2 * margin_phi(tile_target, m1, m2, m3, cos_m2, sin_m2, MULTIPLICATIVE)
-            logits = tl.where(is_target, target_logit[:, None], cos * scale_log2)
-            logits = tl.where(col_mask[None, :], logits, float("-inf"))
-            tile_max = tl.maximum(tile_nn * scale_log2, tl.where(in_tile, target_logit, float("-inf")))
+            # Non-target logits s·ν(c) in log2 units, the label column left out. Without a transform
+            # (s > 0: monotone) the tile's largest is s·(largest negative).
+            if NEGATIVE == 0:
+                logits = tl.where(negative, float("-inf"), cos * scale_log2)
+                tile_max = tile_nn * scale_log2
+            else:
+                nu = negative_value(cos, threshold, negative_t, NEGATIVE)
+                logits = tl.where(negative, float("-inf"), nu * scale_log2)
+                tile_max = tl.max(logits, axis=1)
+            # A row without logits so far (max −inf) shifts by 0: exp2(−inf) = 0, never −inf − (−inf).
             new_max = tl.maximum(run_max, tile_max)
-            run_sum = run_sum * tl.exp2(run_max - new_max) + tl.sum(tl.exp2(logits - new_max[:, None]), axis=1)
+            shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+            run_sum = run_sum * tl.exp2(run_max - shift) + tl.sum(tl.exp2(logits - shift[:, None]), axis=1)
             run_max = new_max
 
     # A NaN cosine makes the row's sum NaN; the max over negatives would skip it: propagate it.

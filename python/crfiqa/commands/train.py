@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from typing import Any
 
 from crfiqa_kernels.options import CR_FORMULAS, MARGIN_GRADS
 
-from ..options import AMP_MODES
+from ..options import AMP_MODES, LOSS_PARAMETERS, LOSSES
 
 # The keys of crfiqa.train.PRESETS and crfiqa.models.STAGE_DEPTHS (a test checks that they agree),
 # written out so that ``--help`` need not import torch.
@@ -42,14 +44,13 @@ def register(commands) -> None:
     parser.add_argument("--batch-size", type=int, help="images per step and process")
     parser.add_argument("--lr", type=float, dest="base_lr", help="learning rate per 512 images of global batch")
     parser.add_argument("--cr", choices=CR_FORMULAS, help="CR target: paper CCS/(NNCCS+1+eps) or official CCS/NNCCS")
-    margin = parser.add_argument_group("margin (default: the preset's ArcFace s=64, m=0.5)")
-    kind = margin.add_mutually_exclusive_group()
-    kind.add_argument("--arcface", type=float, metavar="M", help="ArcFace margin cos(θ + M)")
-    kind.add_argument("--cosface", type=float, metavar="M", help="CosFace margin cos(θ) − M")
-    kind.add_argument(
-        "--combined-margin", type=float, nargs=3, metavar=("M1", "M2", "M3"), help="combined margin cos(M1·θ + M2) − M3"
+    margin = parser.add_argument_group(
+        "loss (the margin family and its hyperparameters; default: the preset's ArcFace s=64, m=0.5)"
     )
-    margin.add_argument("--margin-scale", type=float, dest="margin_s", help="the logit scale s")
+    margin.add_argument("--loss", choices=LOSSES, help="the margin family of the class-center head")
+    for parameter, (flag, kind, help_text) in LOSS_FLAGS.items():
+        users = ", ".join(loss for loss in LOSSES if parameter in LOSS_PARAMETERS[loss])
+        margin.add_argument(flag, dest=f"loss_{parameter}", help=f"{help_text} ({users})", **kind)
     margin.add_argument(
         "--margin-grad",
         choices=MARGIN_GRADS,
@@ -79,6 +80,24 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
+_REAL: dict[str, Any] = {"type": float}
+_SWITCH: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+# Each family hyperparameter (crfiqa.options.LOSS_PARAMETERS) -> its flag, argparse kind and help.
+LOSS_FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "s": ("--margin-scale", _REAL, "the logit scale s"),
+    "m": ("--margin", _REAL, "the margin m (ElasticFace: the mean of its draws)"),
+    "std": ("--elastic-std", _REAL, "ElasticFace: the std of the drawn margins"),
+    "plus": ("--elastic-plus", _SWITCH, "ElasticFace+: the draws sorted against the target cosines"),
+    "h": ("--adaface-h", _REAL, "AdaFace: the concentration h of the norm scaler"),
+    "t_alpha": ("--adaface-t-alpha", _REAL, "AdaFace: the momentum of the norms' running mean and std"),
+    "l_a": ("--magface-l-a", _REAL, "MagFace: the lower bound of the feature norm"),
+    "u_a": ("--magface-u-a", _REAL, "MagFace: the upper bound of the feature norm"),
+    "l_margin": ("--magface-l-margin", _REAL, "MagFace: the margin at l_a"),
+    "u_margin": ("--magface-u-margin", _REAL, "MagFace: the margin at u_a"),
+    "lambda_g": ("--magface-lambda-g", _REAL, "MagFace: the weight of the norm regularizer g"),
+    "easy_margin": ("--magface-easy-margin", _SWITCH, "MagFace: the margin only where cos θ > 0 (default on)"),
+}
+
 OVERRIDES = (
     "num_classes",
     "epochs",
@@ -94,20 +113,24 @@ OVERRIDES = (
     "log_every",
     "num_workers",
     "tensorboard",
-    "margin_s",
     "margin_grad",
     "sample_rate",
 )
 
 
-def _margin(args) -> dict:
-    if args.arcface is not None:
-        return {"margin_m1": 1.0, "margin_m2": args.arcface, "margin_m3": 0.0}
-    if args.cosface is not None:
-        return {"margin_m1": 1.0, "margin_m2": 0.0, "margin_m3": args.cosface}
-    if args.combined_margin is not None:
-        return dict(zip(("margin_m1", "margin_m2", "margin_m3"), args.combined_margin, strict=True))
-    return {}
+def _loss(args, preset_loss: str) -> dict:
+    """``loss`` and ``loss_options`` from ``--loss`` and the family flags given; a flag of another
+    family is an error naming it."""
+    loss = args.loss or preset_loss
+    options = {}
+    for parameter, (flag, _, _) in LOSS_FLAGS.items():
+        value = getattr(args, f"loss_{parameter}")
+        if value is None:
+            continue
+        if parameter not in LOSS_PARAMETERS[loss]:
+            raise ValueError(f"{flag} is not an option of --loss {loss}")
+        options[parameter] = value
+    return {"loss": loss, "loss_options": options} if args.loss or options else {}
 
 
 def open_training_data(path: str, image_size: int, num_classes: int | None):
@@ -125,7 +148,7 @@ def run(args) -> int:
     from ..train import PRESETS, TrainingInterrupted, preset, train
 
     overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
-    overrides.update(_margin(args))
+    overrides.update(_loss(args, PRESETS[args.preset].loss))
     if args.network:
         overrides["depths"] = list(STAGE_DEPTHS[args.network])
     dataset = open_training_data(args.data, PRESETS[args.preset].image_size, args.num_classes)

@@ -3,7 +3,8 @@
 The recipe (Boutros et al., CVPR 2023, and the authors' released training code): SGD with momentum
 0.9 and weight decay 5e-4, lr 0.1 × global batch / 512, multiplied by 0.1 from each epoch listed in
 ``lr_steps`` on (1-based, as the authors' ``lr_step_func``), backbone gradients clipped at norm 5,
-ArcFace margin s = 64, m = 0.5, CR-FIQA loss α = 10, β = 0.5, dropout 0.4 before the embedding.
+ArcFace margin s = 64, m = 0.5 (``loss``: any family of ``crfiqa.options.LOSSES``), CR-FIQA loss
+α = 10, β = 0.5, dropout 0.4 before the embedding.
 Checkpoints every ``checkpoint_every`` steps and at least every ``checkpoint_minutes`` of training.
 """
 
@@ -16,7 +17,7 @@ from crfiqa_kernels.options import CR_FORMULAS, MARGIN_GRADS
 
 from ..models import STAGE_DEPTHS
 from ..models.iresnet import AUTHORS_WIDTHS
-from ..options import AMP_MODES
+from ..options import AMP_MODES, LOSS_PARAMETERS, LOSS_SWITCHES, LOSSES
 
 
 @dataclass
@@ -26,9 +27,10 @@ class TrainConfig:
     The backbone is the :class:`crfiqa.models.IResNet` with these ``depths`` and ``widths`` (the
     authors' iresnet50 by default; ``STAGE_DEPTHS`` names the others), ``embedding_size``,
     ``image_size`` and ``dropout``. ``num_classes`` None means: the dataset's number of identities.
-    The margin is ``crfiqa_kernels.Margin(margin_s, margin_m1, margin_m2, margin_m3)``, the combined
-    ``cos(m1·θ + m2) − m3`` (ArcFace: m2 = m; CosFace: m3 = m); ``sample_rate < 1`` samples each
-    rank's class centers (the sharded head, more than one process).
+    The margin family is ``loss`` (a name of ``crfiqa.options.LOSSES``) with ``loss_options`` over
+    its defaults, by the family's argument names (``{"m": 0.35}``; ``LOSS_PARAMETERS`` lists those of
+    each family); ``sample_rate < 1`` samples each rank's class centers (the sharded head, more than
+    one process).
     """
 
     depths: list[int] = field(default_factory=lambda: list(STAGE_DEPTHS["iresnet50"]))
@@ -44,10 +46,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     clip_norm: float = 5.0
     dropout: float = 0.4
-    margin_s: float = 64.0
-    margin_m1: float = 1.0
-    margin_m2: float = 0.5
-    margin_m3: float = 0.0
+    loss: str = "arcface"
+    loss_options: dict[str, float | bool] = field(default_factory=dict)
     margin_grad: str = "exact"
     sample_rate: float = 1.0
     alpha: float = 10.0
@@ -79,11 +79,27 @@ class TrainConfig:
             raise ValueError(f"num_classes must be an int ≥ 2 or None, got {self.num_classes!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be non-negative, got {self.num_workers}")
-        for name in ("base_lr", "clip_norm", "beta", "margin_s", "checkpoint_minutes"):
+        self._check_loss()
+        for name in ("base_lr", "clip_norm", "beta", "checkpoint_minutes"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self.depths, self.widths = [int(d) for d in self.depths], [int(w) for w in self.widths]
         self.lr_steps = sorted(int(step) for step in self.lr_steps)
+
+    def _check_loss(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not isinstance(self.loss_options, dict):
+            raise TypeError(f"loss_options must be a dict, got {type(self.loss_options).__name__}")
+        for name, value in self.loss_options.items():
+            if name not in LOSS_PARAMETERS[self.loss]:
+                raise ValueError(f"loss_options: {self.loss} takes {LOSS_PARAMETERS[self.loss]}, not {name!r}")
+            switch = name in LOSS_SWITCHES
+            if isinstance(value, bool) != switch or not isinstance(value, (bool, int, float)):
+                kind = "a bool" if switch else "a real number"
+                raise TypeError(f"loss_options[{name!r}] must be {kind}, got {value!r}")
+        options = self.loss_options.items()
+        self.loss_options = {name: value if isinstance(value, bool) else float(value) for name, value in options}
 
     def model_config(self) -> dict:
         """The :class:`crfiqa.models.IResNet` config of the backbone to train."""
@@ -100,6 +116,30 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+LEGACY_MARGIN = ("margin_s", "margin_m1", "margin_m2", "margin_m3")
+
+
+def upgrade(saved: dict) -> dict:
+    """A config dict written with the combined margin's ``margin_s, margin_m1, margin_m2,
+    margin_m3`` (before ``loss``), as ``loss`` and ``loss_options``: ArcFace where ``m1 = 1, m3 = 0``,
+    CosFace where ``m1 = 1, m2 = 0``; any other combination is a ValueError (no ``--loss`` trains it)."""
+    if not any(name in saved for name in LEGACY_MARGIN):
+        return dict(saved)
+    config = {name: value for name, value in saved.items() if name not in LEGACY_MARGIN}
+    defaults = (64.0, 1.0, 0.5, 0.0)
+    s, m1, m2, m3 = (saved.get(name, default) for name, default in zip(LEGACY_MARGIN, defaults, strict=True))
+    if m1 == 1.0 and m3 == 0.0:
+        config.update(loss="arcface", loss_options={"s": s, "m": m2})
+    elif m1 == 1.0 and m2 == 0.0:
+        config.update(loss="cosface", loss_options={"s": s, "m": m3})
+    else:
+        raise ValueError(
+            f"the checkpoint was trained with the combined margin m1={m1}, m2={m2}, m3={m3}, which no --loss "
+            "trains; it cannot be resumed"
+        )
+    return config
 
 
 PRESETS = {

@@ -17,6 +17,7 @@ from torch import nn
 import crfiqa_kernels as ck
 
 from .config import TrainConfig
+from .losses import build_margin
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def _default_device() -> torch.device:
 
 
 def build_head(config: TrainConfig, num_classes: int, placement: Placement) -> nn.Module:
-    """The class-center head: the fused op on one process, sharded over the ranks otherwise."""
-    margin = ck.Margin(config.margin_s, config.margin_m1, config.margin_m2, config.margin_m3)
+    """The class-center head with the config's margin family (a submodule: its running statistics
+    are in the head's ``state_dict``): the fused op on one process, sharded over the ranks otherwise."""
+    margin = build_margin(config.loss, config.loss_options)
     if placement.world_size == 1:
         if config.sample_rate < 1:
             raise ValueError(

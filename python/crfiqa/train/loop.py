@@ -24,8 +24,9 @@ from ..data import SkipLog, Skipped, collate, dataset_size, random_horizontal_fl
 from ..models import build_iresnet
 from . import distributed
 from .checkpoint import load_checkpoint, save_atomic
-from .config import TrainConfig
+from .config import TrainConfig, upgrade
 from .interrupt import StopRequests, TrainingInterrupted
+from .losses import loss_parameters
 from .output_folder import move_run_aside, run_files
 from .run_log import RunLog
 
@@ -156,9 +157,20 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.placement.device)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: unknown checkpoint format {state.get('format')!r}")
-        saved, current = state["config"], self.config.to_dict()
+        saved, current = upgrade(state["config"]), self.config.to_dict()
         defaults = TrainConfig().to_dict()  # for options added since the checkpoint was written
-        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != current[k])
+        changed = [
+            k
+            for k in current
+            if k not in RESUMABLE_CHANGES and k != "loss_options" and saved.get(k, defaults[k]) != current[k]
+        ]
+        # The family's hyperparameters compare with their defaults filled in ({} is {"m": 0.5} for arcface).
+        saved_loss = saved.get("loss", defaults["loss"])
+        if loss_parameters(saved_loss, saved.get("loss_options", {})) != loss_parameters(
+            self.config.loss, self.config.loss_options
+        ):
+            changed.append("loss_options")
+        changed.sort()
         if changed:
             raise ValueError(f"{path} was trained with other values of {changed}; resume with the same options")
         if state["world_size"] != self.placement.world_size:
@@ -227,6 +239,8 @@ class Trainer:
         log = RunLog(self.output_dir, enabled=placement.is_main, tensorboard=config.tensorboard)
         result = TrainResult(step=self.position.step, epoch=self.position.epoch)
         log.info(f"config {config.to_dict()} classes={self.num_classes} processes={placement.world_size}")
+        parameters = loss_parameters(config.loss, config.loss_options)
+        log.info(f"loss {config.loss} " + " ".join(f"{name}={value}" for name, value in parameters.items()))
         bar = tqdm(
             total=total_steps,
             initial=self.position.step,
