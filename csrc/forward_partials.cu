@@ -50,13 +50,17 @@ struct ForwardKernel {
 
   // Folds one tile (raw products in acc) into the thread's row states.
   __device__ static void fold_tile(RowState (&state)[MI][2], const float (&acc)[MI][NI][4],
-                                   const int64_t (&labels)[MI][2], const float (&thresholds)[MI][2],
-                                   const ClassColumn (&cols)[NI][2], const LogitParams& logits) {
+                                   const int64_t (&labels)[MI][2], const ClassColumn (&cols)[NI][2],
+                                   const LogitParams& logits, int batch, int row0, const typename Tile::Coords& at) {
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         RowState& st = state[mi][h];
+        // The row's threshold of ν, read here (an L1 hit after the first tile) rather than held in
+        // registers across the tile product.
+        const int row = row0 + at.row(mi, h);
+        const float threshold = row < batch ? row_threshold(logits, row) : 0.0f;
         float z[NI][2];
         float tile_max = -INFINITY;
 #pragma unroll
@@ -72,7 +76,7 @@ struct ForwardKernel {
             } else {
               // Columns reach a thread in increasing order: strictly larger wins, ties keep the first.
               if (c > st.nearest.cos) st.nearest = {c, col.index};
-              z[ni][e] = logits.s * negative_value(c, thresholds[mi][h], logits);
+              z[ni][e] = logits.s * negative_value(c, threshold, logits);
               tile_max = fmaxf(tile_max, z[ni][e]);
             }
           }
@@ -104,7 +108,6 @@ struct ForwardKernel {
     const int last_tile = min(first_tile + p.tiles_per_split, class_tiles);
 
     int64_t labels[MI][2];
-    float thresholds[MI][2];
     RowState state[MI][2];
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi) {
@@ -112,7 +115,6 @@ struct ForwardKernel {
       for (int h = 0; h < 2; ++h) {
         const int row = row0 + at.row(mi, h);
         labels[mi][h] = row < p.in.batch ? p.in.labels[row] : -1;
-        thresholds[mi][h] = row < p.in.batch ? row_threshold(p.logits, row) : 0.0f;
         state[mi][h] = {{-INFINITY, 0.0f}, {-INFINITY, first_tile * kForwardClasses}, {NAN, false}};
       }
     }
@@ -127,7 +129,7 @@ struct ForwardKernel {
 #pragma unroll
         for (int e = 0; e < 2; ++e) cols[ni][e] = load_class_column(p.in, col0 + at.col(ni, e));
       }
-      fold_tile(state, acc, labels, thresholds, cols, p.logits);
+      fold_tile(state, acc, labels, cols, p.logits, p.in.batch, row0, at);
     }
 
     // Merge the four threads of a quad (same rows, other columns), then the warps along the classes.
