@@ -55,8 +55,8 @@ def logit_params(
             raise ValueError(
                 f"interclass_filter cannot be combined with a margin whose negative transform is {negative.kind!r}"
             )
-        threshold = torch.full((batch,), float(interclass_filter), dtype=torch.float32, device=device)
-        return LogitParams(margin.s, margin.cos_clamp, "filter", threshold)
+        cut = torch.full((batch,), float(interclass_filter), dtype=torch.float32, device=device)
+        return LogitParams(margin.s, margin.cos_clamp, "filter", cut)
     threshold = None if negative.threshold is None else negative.threshold.detach().to(torch.float32)
     return LogitParams(margin.s, margin.cos_clamp, negative.kind, threshold, float(negative.t))
 

@@ -116,7 +116,7 @@ struct BackwardKernel {
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) rows[mi][h] = load_backward_row(p.in, p.rows, row0 + at.row(mi, h));
+        for (int h = 0; h < 2; ++h) rows[mi][h] = load_backward_row(p.in, p.rows, p.logits, row0 + at.row(mi, h));
       }
 #pragma unroll 1
       for (int t = 0; t < tiles; ++t) {
@@ -133,7 +133,7 @@ struct BackwardKernel {
         }
         float d_cos[MI][NI][4];
         Tile::compute(d_cos, sm.u.tile, p.in, row0, tile_col0, tid);  // ends with a barrier: sm.u is free
-        cosine_grad(d_cos, rows, cols, p.margin, p.rows.exact_margin_grad, radial);
+        cosine_grad(d_cos, rows, cols, p.logits, radial);
         add_radial(sm, radial, at, t, row0 == 0);
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {

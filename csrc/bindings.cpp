@@ -33,24 +33,26 @@ namespace {
 
 cudaStream_t stream_of(int64_t stream) { return reinterpret_cast<cudaStream_t>(static_cast<uintptr_t>(stream)); }
 
-// The checks both launchers begin with, in this order: device index, stream handle, operands, margin;
-// the launcher's parameters with the checked operands and margin filled in.
+// The checks both launchers begin with, in this order: device index, stream handle, operands, logits;
+// the launcher's parameters with the checked operands and logits filled in.
 template <class Params>
 Params checked_params(int device, int64_t stream, int policy, const MatrixArg& e, const MatrixArg& weight,
-                      const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 4>& margin) {
+                      const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 3>& logits,
+                      int negative, const VectorArg& threshold) {
   check_device_index(device);
   check_stream_handle(stream);
   Params p{};
   p.in = check_operands(policy, e, weight, w_inv_norm, labels);
-  p.margin = check_margin(margin);
+  p.logits = check_logits(logits, negative, threshold, e.rows);
   return p;
 }
 
 void forward_partials(int device, int64_t stream, int policy, const MatrixArg& e, const MatrixArg& weight,
-                      const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 4>& margin,
-                      int64_t splits, const VectorArg& row_max, const VectorArg& row_sumexp,
+                      const VectorArg& w_inv_norm, const VectorArg& labels, const std::array<double, 3>& logits,
+                      int negative, const VectorArg& threshold, int64_t splits, const VectorArg& row_max, const VectorArg& row_sumexp,
                       const VectorArg& target_cos, const VectorArg& nn_cos, const VectorArg& nn_index) {
-  auto p = checked_params<ForwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, margin);
+  auto p = checked_params<ForwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, logits, negative,
+                                         threshold);
   const ForwardPlan plan = plan_forward(e.rows, weight.rows, splits);
   p.tiles_per_split = static_cast<int>(plan.tiles_per_split);
   p.splits = static_cast<int>(splits);
@@ -68,10 +70,12 @@ void forward_partials(int device, int64_t stream, int policy, const MatrixArg& e
 
   py::gil_scoped_release release;
   DeviceScope scope(device);
-  check_all_on_device({{"e", e.ptr}, {"weight", weight.ptr}, {"w_inv_norm", w_inv_norm.ptr}, {"labels", labels.ptr},
-                       {"row_max", row_max.ptr}, {"row_sumexp", row_sumexp.ptr}, {"target_cos", target_cos.ptr},
-                       {"nn_cos", nn_cos.ptr}, {"nn_index", nn_index.ptr}},
-                      device);
+  std::vector<std::pair<std::string, int64_t>> pointers{
+      {"e", e.ptr},           {"weight", weight.ptr},         {"w_inv_norm", w_inv_norm.ptr},
+      {"labels", labels.ptr}, {"row_max", row_max.ptr},       {"row_sumexp", row_sumexp.ptr},
+      {"target_cos", target_cos.ptr}, {"nn_cos", nn_cos.ptr}, {"nn_index", nn_index.ptr}};
+  if (p.logits.threshold != nullptr) pointers.emplace_back("threshold", threshold.ptr);
+  check_all_on_device(pointers, device);
   check_stream_device(stream_of(stream), device);
   cuda_check(launch_forward_partials(policy, p, stream_of(stream)), "forward_partials launch");
 }
@@ -80,10 +84,12 @@ void forward_partials(int device, int64_t stream, int policy, const MatrixArg& e
 // buffers are checked against what the kernel will actually use.
 void backward(int device, int64_t stream, int policy, const MatrixArg& e, const MatrixArg& weight,
               const VectorArg& w_inv_norm, const VectorArg& labels, const VectorArg& lse, const VectorArg& row_grad,
-              const std::array<double, 4>& margin, bool exact_margin_grad, int64_t blocks, bool deterministic,
+              const std::array<double, 3>& logits, int negative, const VectorArg& threshold, int64_t blocks,
+              bool deterministic,
               const VectorArg& scratch, const MatrixArg& d_e, const MatrixArg& d_weight) {
-  auto p = checked_params<BackwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, margin);
-  p.rows = check_backward_rows(lse, row_grad, e.rows, exact_margin_grad);
+  auto p = checked_params<BackwardParams>(device, stream, policy, e, weight, w_inv_norm, labels, logits, negative,
+                                          threshold);
+  p.rows = check_backward_rows(lse, row_grad, e.rows);
   check_matrix("d_weight", d_weight);
   if (d_weight.dtype != weight.dtype || d_weight.rows != weight.rows || d_weight.cols != weight.cols) {
     value_error("d_weight: must have weight's dtype and shape");
@@ -120,6 +126,7 @@ void backward(int device, int64_t stream, int policy, const MatrixArg& e, const 
       {"e", e.ptr},       {"weight", weight.ptr},     {"w_inv_norm", w_inv_norm.ptr}, {"labels", labels.ptr},
       {"lse", lse.ptr},   {"row_grad", row_grad.ptr}, {"d_e", d_e.ptr},               {"d_weight", d_weight.ptr}};
   if (!plan.scratch_in_shared) pointers.emplace_back("scratch", scratch.ptr);
+  if (p.logits.threshold != nullptr) pointers.emplace_back("threshold", threshold.ptr);
   p.group_tiles = static_cast<int>(plan.group_classes / kBackwardClasses);
   p.scratch_in_shared = plan.scratch_in_shared;
   p.scratch = plan.scratch_in_shared ? nullptr : reinterpret_cast<void*>(static_cast<uintptr_t>(scratch.ptr));
@@ -214,13 +221,13 @@ PYBIND11_MODULE(_C, m) {
       .def_readonly("length", &VectorArg::length);
 
   m.def("forward_partials", &forward_partials, py::kw_only(), py::arg("device"), py::arg("stream"), py::arg("policy"),
-        py::arg("e"), py::arg("weight"), py::arg("w_inv_norm"), py::arg("labels"), py::arg("margin"),
-        py::arg("splits"), py::arg("row_max"), py::arg("row_sumexp"), py::arg("target_cos"), py::arg("nn_cos"),
+        py::arg("e"), py::arg("weight"), py::arg("w_inv_norm"), py::arg("labels"), py::arg("logits"),
+        py::arg("negative"), py::arg("threshold"), py::arg("splits"), py::arg("row_max"), py::arg("row_sumexp"), py::arg("target_cos"), py::arg("nn_cos"),
         py::arg("nn_index"),
         "Partials (splits, B) of one shard: row_max, row_sumexp, target_cos, nn_cos (float32), nn_index (int64).");
   m.def("backward", &backward, py::kw_only(), py::arg("device"), py::arg("stream"), py::arg("policy"), py::arg("e"),
         py::arg("weight"), py::arg("w_inv_norm"), py::arg("labels"), py::arg("lse"), py::arg("row_grad"),
-        py::arg("margin"), py::arg("exact_margin_grad"), py::arg("blocks"), py::arg("deterministic"),
+        py::arg("logits"), py::arg("negative"), py::arg("threshold"), py::arg("blocks"), py::arg("deterministic"),
         py::arg("scratch"), py::arg("d_e"), py::arg("d_weight"),
         "dê float32 (per-block slices (blocks · B, D) when deterministic, else atomic adds into (B, D) zeros) and "
         "dW (C, D) in weight's dtype, normalization Jacobian applied; ``blocks`` and the scratch follow "

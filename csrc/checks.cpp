@@ -73,13 +73,26 @@ void check_vector(const std::string& name, const VectorArg& v, int dtype, int64_
   check_pointer(name, v.ptr, v.dtype);
 }
 
-MarginParams check_margin(const std::array<double, 4>& margin) {
-  for (double x : margin) {
-    if (!std::isfinite(x)) value_error("margin: (s, m1, m2, m3) must be finite");
+LogitParams check_logits(const std::array<double, 3>& logits, int negative, const VectorArg& threshold,
+                         int64_t batch) {
+  for (double x : logits) {
+    if (!std::isfinite(x)) value_error("logits: (s, cos_clamp, t) must be finite");
   }
-  if (margin[0] <= 0) value_error("margin: s must be positive, got " + std::to_string(margin[0]));
-  return {static_cast<float>(margin[0]), static_cast<float>(margin[1]), static_cast<float>(margin[2]),
-          static_cast<float>(margin[3])};
+  if (logits[0] <= 0) value_error("logits: s must be positive, got " + std::to_string(logits[0]));
+  if (!(logits[1] >= 0 && logits[1] < 1)) value_error("logits: cos_clamp must lie in [0, 1), got " + std::to_string(logits[1]));
+  if (negative < kNegativeNone || negative > kNegativeCurricular) {
+    value_error("negative: must be 0 (none), 1 (filter) or 2 (curricular), got " + std::to_string(negative));
+  }
+  const float* row_thresholds = nullptr;
+  if (negative == kNegativeNone) {
+    if (threshold.length != 0 || threshold.ptr != 0) value_error("threshold: must be empty (ptr 0) without a transform");
+  } else {
+    check_vector("threshold", threshold, kFloat32, batch);
+    row_thresholds = vector_pointer<const float>(threshold);
+  }
+  const float clamp = static_cast<float>(logits[1]);
+  return {static_cast<float>(logits[0]), -1.0f + clamp, 1.0f - clamp, static_cast<float>(logits[2]), negative,
+          row_thresholds};
 }
 
 void check_device_index(int device) {
@@ -112,10 +125,10 @@ CosineOperands check_operands(int policy, const MatrixArg& e, const MatrixArg& w
           static_cast<int>(e.cols)};
 }
 
-BackwardRows check_backward_rows(const VectorArg& lse, const VectorArg& row_grad, int64_t batch, bool exact) {
+BackwardRows check_backward_rows(const VectorArg& lse, const VectorArg& row_grad, int64_t batch) {
   check_vector("lse", lse, kFloat32, batch);
   check_vector("row_grad", row_grad, kFloat32, batch);
-  return {vector_pointer<const float>(lse), vector_pointer<const float>(row_grad), exact};
+  return {vector_pointer<const float>(lse), vector_pointer<const float>(row_grad)};
 }
 
 }  // namespace crfiqa

@@ -22,13 +22,16 @@ int policy_input_dtype(int policy);
 
 MatrixRef check_matrix(const std::string& name, const MatrixArg& m);
 void check_vector(const std::string& name, const VectorArg& v, int dtype, int64_t length);
-MarginParams check_margin(const std::array<double, 4>& margin);
+// (s, ε_c, t) of the non-target logits, the mode of ν and its per-row threshold: (B,) float32, or empty
+// (length 0, ptr 0) for kNegativeNone.
+LogitParams check_logits(const std::array<double, 3>& logits, int negative, const VectorArg& threshold,
+                         int64_t batch);
 void check_device_index(int device);
 void check_stream_handle(int64_t stream);
 
 // The operands shared by both kernels; sizes come from the matrices.
 CosineOperands check_operands(int policy, const MatrixArg& e, const MatrixArg& weight, const VectorArg& w_inv_norm,
                               const VectorArg& labels);
-BackwardRows check_backward_rows(const VectorArg& lse, const VectorArg& row_grad, int64_t batch, bool exact);
+BackwardRows check_backward_rows(const VectorArg& lse, const VectorArg& row_grad, int64_t batch);
 
 }  // namespace crfiqa

@@ -1,8 +1,8 @@
-// Device helpers shared by the kernels: element conversions, the cosine clamp, the margin φ and
-// its derivative, the online-softmax and nearest-negative merges, warp reductions.
+// Device helpers shared by the kernels: element conversions, the cosine clamp, the negative
+// transform ν and its derivative, the online-softmax and nearest-negative merges, warp reductions.
 //
-// All arithmetic here is fp32 and follows DESIGN §2 and crfiqa_kernels.margins exactly; no fast-math
-// intrinsics (the build does not use --use_fast_math): acosf/cosf/sinf/atan2f are the accurate ones.
+// All arithmetic here is fp32 and follows DESIGN §2 exactly; no fast-math intrinsics (the build does
+// not use --use_fast_math).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -16,8 +16,6 @@
 namespace crfiqa {
 
 constexpr float kLog2e = 1.4426950408889634f;
-// sin θ is evaluated as sqrt(max(1 − c², kSinFloor)) in φ' (crfiqa_kernels.margins.SIN_FLOOR).
-constexpr float kSinFloor = 1e-12f;
 
 // ---------------------------------------------------------------------------------------------
 // Element conversions (round to nearest even, as torch's .to()).
@@ -54,27 +52,32 @@ __device__ __forceinline__ void store_from_float(void* base, int64_t offset, int
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cosine and margin.
+// Cosine and negative transform.
 // ---------------------------------------------------------------------------------------------
 
-// clamp(x, -1, 1) keeping NaN NaN (fminf/fmaxf alone would turn a NaN cosine into ±1).
-__device__ __forceinline__ float clamp_cosine(float x) {
-  return x != x ? x : fminf(fmaxf(x, -1.0f), 1.0f);
+// clamp(x, low, high) keeping NaN NaN (fminf/fmaxf alone would turn a NaN cosine into a bound).
+__device__ __forceinline__ float clamp_cosine(float x, const LogitParams& l) {
+  return x != x ? x : fminf(fmaxf(x, l.cos_low), l.cos_high);
 }
 
-// φ(c) = cos(m1·arccos(c) + m2) − m3 for c in [-1, 1] (Margin.phi).
-__device__ __forceinline__ float margin_phi(float c, const MarginParams& m) {
-  return cosf(m.m1 * acosf(c) + m.m2) - m.m3;
+// ν(c) of a non-target cosine (``threshold`` the row's): c; the inter-class filter's 0 above the
+// threshold; CurricularFace's c·(t + c) above it. The mode is the same for every thread of a launch.
+__device__ __forceinline__ float negative_value(float c, float threshold, const LogitParams& l) {
+  if (l.negative == kNegativeFilter) return c > threshold ? 0.0f : c;
+  if (l.negative == kNegativeCurricular) return c > threshold ? c * (l.t + c) : c;
+  return c;
 }
 
-// φ'(c) = m1·sin(m1·θ + m2) / sin θ: with φ = cos(m1·θ + m2) − m3 and dθ/dc = −1/sin θ
-// (θ = arccos c), dφ/dc = −sin(m1·θ + m2)·m1·(−1/sin θ). As in Margin.phi_grad, sin θ is
-// sqrt(max(1 − c², 1e-12)) and θ = atan2(sin θ, c): arccos c inside (-1, 1), and at c = ±1 the
-// quotient keeps its limit (1 for CosFace, m1² for m2 = 0) instead of 0/0.
-__device__ __forceinline__ float margin_phi_grad(float c, const MarginParams& m) {
-  const float sin_theta = sqrtf(fmaxf(1.0f - c * c, kSinFloor));
-  const float theta = atan2f(sin_theta, c);
-  return m.m1 * sinf(m.m1 * theta + m.m2) / sin_theta;
+// ν'(c): 1; the filter's 0 above the threshold (no gradient); d/dc c·(t + c) = t + 2c above it.
+__device__ __forceinline__ float negative_slope(float c, float threshold, const LogitParams& l) {
+  if (l.negative == kNegativeFilter) return c > threshold ? 0.0f : 1.0f;
+  if (l.negative == kNegativeCurricular) return c > threshold ? l.t + 2.0f * c : 1.0f;
+  return 1.0f;
+}
+
+// The row's threshold of ν (0 when ν has none; then it is never compared).
+__device__ __forceinline__ float row_threshold(const LogitParams& l, int row) {
+  return l.threshold != nullptr ? l.threshold[row] : 0.0f;
 }
 
 // ---------------------------------------------------------------------------------------------

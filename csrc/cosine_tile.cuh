@@ -92,13 +92,14 @@ struct BackwardRow {
   int64_t label;
   float lse;
   float grad;
+  float threshold;  // of the negative transform
   bool valid;
 };
 
 __device__ __forceinline__ BackwardRow load_backward_row(const CosineOperands& in, const BackwardRows& rows,
-                                                         int row) {
-  if (row >= in.batch) return {-1, 0.0f, 0.0f, false};
-  return {in.labels[row], rows.lse[row], rows.row_grad[row], true};
+                                                         const LogitParams& logits, int row) {
+  if (row >= in.batch) return {-1, 0.0f, 0.0f, 0.0f, false};
+  return {in.labels[row], rows.lse[row], rows.row_grad[row], row_threshold(logits, row), true};
 }
 
 // What a thread needs of each of its classes.
@@ -111,22 +112,22 @@ __device__ __forceinline__ ClassColumn load_class_column(const CosineOperands& i
   return {col, col < in.classes};
 }
 
-// Turns the raw products of a tile into ∂ℓ/∂c_ij (zero outside the batch and the shard), in place.
-// With the final lse_i and upstream gradient g_i of each row (DESIGN §2):
-//   c_ij = clamp(ê_i · ŵ_j, -1, 1),  z_ij = s·c_ij, and s·φ(c_iy) at the label column,
-//   p_ij = exp(z_ij − lse_i)                 (the softmax of row i over all classes of all shards)
-//   ∂ℓ_i/∂z_ij = p_ij − [j = y_i]             (ℓ_i = lse_i − z_iy)
-//   ∂ℓ/∂c_ij = s·g_i·(p_ij − [j = y_i]), times φ'(c_iy) at the label with the exact margin gradient
-//             (φ' = 1 with the straight-through margin, applied as if under no_grad).
+// Turns the raw products of a tile into ∂L/∂c_ij of the non-target logits (zero at the label column
+// and outside the batch and the shard), in place. With the lse_i and upstream gradient g_i of each row
+// (DESIGN §3: the log-sum-exp of the non-target logits and ∂L/∂lse_neg_i, or the global ones):
+//   c_ij = clamp(ê_i · ŵ_j, −1 + ε_c, 1 − ε_c),  z_ij = s·ν(c_ij)   (j ≠ y_i)
+//   ∂lse_i/∂z_ij = exp(z_ij − lse_i)          (the derivative of a log-sum-exp: the softmax of its terms)
+//   ∂L/∂c_ij = g_i·exp(z_ij − lse_i)·s·ν'(c_ij)
+// The target column's gradient is the op's (PyTorch autograd through the margin family's τ_i).
 // The clamp passes the gradient through unchanged, as the chunked backend does (it only matters where
-// rounding pushes a product past ±1).
-// It also accumulates radial[ni][e] += Σ_i ∂ℓ/∂c_ij · (ê_i · ŵ_j) over the thread's rows: the
-// ŵ_j · ∂ℓ/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂ℓ/∂c_ij ê_i, with ê_i · ŵ_j the
+// the product lies within ε_c of ±1 or rounding pushes it past).
+// It also accumulates radial[ni][e] += Σ_i ∂L/∂c_ij · (ê_i · ŵ_j) over the thread's rows: the
+// ŵ_j · ∂L/∂ŵ_j the normalization Jacobian of dW needs (ŵ_j · Σ_i ∂L/∂c_ij ê_i, with ê_i · ŵ_j the
 // product before the clamp).
 template <int MI, int NI>
 __device__ __forceinline__ void cosine_grad(float (&acc)[MI][NI][4], const BackwardRow (&rows)[MI][2],
-                                            const ClassColumn (&cols)[NI][2], const MarginParams& margin,
-                                            bool exact_margin_grad, float (&radial)[NI][2]) {
+                                            const ClassColumn (&cols)[NI][2], const LogitParams& logits,
+                                            float (&radial)[NI][2]) {
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -139,14 +140,11 @@ __device__ __forceinline__ void cosine_grad(float (&acc)[MI][NI][4], const Backw
           const ClassColumn& col = cols[ni][e];
           float& x = acc[mi][ni][2 * h + e];
           const float raw = x;
-          const float c = clamp_cosine(raw);
-          const bool target = row.label == col.index;
-          const float z = margin.s * (target ? margin_phi(c, margin) : c);
+          const float c = clamp_cosine(raw, logits);
+          const float z = logits.s * negative_value(c, row.threshold, logits);
           const float p = exp2f((z - row.lse) * kLog2e);
-          float d_logit = row.grad * (target ? p - 1.0f : p);
-          if (target && exact_margin_grad) d_logit *= margin_phi_grad(c, margin);
-          const bool inside = row.valid && col.valid;
-          x = inside ? margin.s * d_logit : 0.0f;
+          const bool inside = row.valid && col.valid && row.label != col.index;
+          x = inside ? logits.s * row.grad * p * negative_slope(c, row.threshold, logits) : 0.0f;
           if (inside) radial[ni][e] += x * raw;
         }
       }

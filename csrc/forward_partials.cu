@@ -1,8 +1,8 @@
 // Forward partials (DESIGN §3): one fused pass over the class centers of a split.
 //
 // Block (row tile, split) walks the split's class tiles in increasing order. For each tile:
-//   c_ij  = clamp(ê_i · ŵ_j, -1, 1), ŵ_j = W_j · w_inv_norm_j   tensor cores, fp32 accumulation
-//   z_ij  = s·c_ij, and s·φ(c_iy) at the label column
+//   c_ij  = clamp(ê_i · ŵ_j, -1 + ε_c, 1 - ε_c), ŵ_j = W_j · w_inv_norm_j   tensor cores, fp32 accumulation
+//   z_ij  = s·ν(c_ij) off the label column (the non-target logits; the label column is left out)
 // and every thread folds its own elements into per-row running states — online softmax (max, Σ exp),
 // the nearest negative (largest cosine off the label column, lowest index on ties) and the target
 // cosine — with no synchronization between tiles. After the split, the states of the threads
@@ -51,12 +51,16 @@ struct ForwardKernel {
   // Folds one tile (raw products in acc) into the thread's row states.
   __device__ static void fold_tile(RowState (&state)[MI][2], const float (&acc)[MI][NI][4],
                                    const int64_t (&labels)[MI][2], const ClassColumn (&cols)[NI][2],
-                                   const MarginParams& margin) {
+                                   const LogitParams& logits, int batch, int row0, const typename Tile::Coords& at) {
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         RowState& st = state[mi][h];
+        // The row's threshold of ν, read here (an L1 hit after the first tile) rather than held in
+        // registers across the tile product.
+        const int row = row0 + at.row(mi, h);
+        const float threshold = row < batch ? row_threshold(logits, row) : 0.0f;
         float z[NI][2];
         float tile_max = -INFINITY;
 #pragma unroll
@@ -64,29 +68,28 @@ struct ForwardKernel {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const ClassColumn& col = cols[ni][e];
-            z[ni][e] = 0.0f;
+            z[ni][e] = -INFINITY;  // no logit: the label column and columns past the shard
             if (!col.valid) continue;
-            const float c = clamp_cosine(acc[mi][ni][2 * h + e]);
+            const float c = clamp_cosine(acc[mi][ni][2 * h + e], logits);
             if (labels[mi][h] == col.index) {
               st.target = {c, true};
-              z[ni][e] = margin.s * margin_phi(c, margin);
             } else {
               // Columns reach a thread in increasing order: strictly larger wins, ties keep the first.
               if (c > st.nearest.cos) st.nearest = {c, col.index};
-              z[ni][e] = margin.s * c;
+              z[ni][e] = logits.s * negative_value(c, threshold, logits);
+              tile_max = fmaxf(tile_max, z[ni][e]);
             }
-            tile_max = fmaxf(tile_max, z[ni][e]);
           }
         }
-        // Online softmax: rescale the running sum to the new max, add this tile's terms.
+        // Online softmax: rescale the running sum to the new max, add this tile's terms (exp of −inf
+        // is 0; a row without logits so far shifts by 0, never by −inf).
         const float new_max = fmaxf(st.softmax.max, tile_max);
+        const float shift = new_max == -INFINITY ? 0.0f : new_max;
         float sum = st.softmax.sum * softmax_rescale(st.softmax.max, new_max);
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) {
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            if (cols[ni][e].valid) sum += exp2f((z[ni][e] - new_max) * kLog2e);
-          }
+          for (int e = 0; e < 2; ++e) sum += exp2f((z[ni][e] - shift) * kLog2e);
         }
         st.softmax = {new_max, sum};
       }
@@ -126,7 +129,7 @@ struct ForwardKernel {
 #pragma unroll
         for (int e = 0; e < 2; ++e) cols[ni][e] = load_class_column(p.in, col0 + at.col(ni, e));
       }
-      fold_tile(state, acc, labels, cols, p.margin);
+      fold_tile(state, acc, labels, cols, p.logits, p.in.batch, row0, at);
     }
 
     // Merge the four threads of a quad (same rows, other columns), then the warps along the classes.

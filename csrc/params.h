@@ -25,8 +25,15 @@ struct MatrixRef {
   bool vector_ok;      // ptr and row_stride * element size are multiples of 16 bytes
 };
 
-struct MarginParams {
-  float s, m1, m2, m3;
+// Negative transforms ν of the non-target logits s·ν(c) (crfiqa_kernels.backends.contract.NEGATIVE_KINDS).
+enum Negative : int { kNegativeNone = 0, kNegativeFilter = 1, kNegativeCurricular = 2 };
+
+// What the kernels know of the margin: z_ij = s·ν(c_ij) for j ≠ y_i, c clamped to [cos_low, cos_high];
+// ν's per-row threshold (null for kNegativeNone) and CurricularFace's t. All run-time values.
+struct LogitParams {
+  float s, cos_low, cos_high, t;
+  int negative;
+  const float* threshold;
 };
 
 // The operands every kernel reads: ê (B, D) in the compute dtype, raw W (C, D) in its own dtype,
@@ -44,7 +51,7 @@ struct CosineOperands {
 // Partials (S, B), row-major: field[split * batch + row].
 struct ForwardParams {
   CosineOperands in;
-  MarginParams margin;
+  LogitParams logits;
   int splits;
   int tiles_per_split;  // class tiles walked by one split; the last split is never empty
   float* row_max;
@@ -55,9 +62,8 @@ struct ForwardParams {
 };
 
 struct BackwardRows {
-  const float* lse;       // (B,) global log-sum-exp of each row
-  const float* row_grad;  // (B,) upstream gradient of each row's loss
-  bool exact_margin_grad;
+  const float* lse;       // (B,) log-sum-exp of each row
+  const float* row_grad;  // (B,) upstream gradient of each row's lse
 };
 
 // The fused backward (backward.cu). Block b walks the class groups b, b + blocks, …; a group is
@@ -67,7 +73,7 @@ struct BackwardRows {
 // scratch_row_stride elements: the batch rounded up to whole row tiles, plus 16 bytes.
 struct BackwardParams {
   CosineOperands in;
-  MarginParams margin;
+  LogitParams logits;
   BackwardRows rows;
   int group_tiles;
   bool scratch_in_shared;

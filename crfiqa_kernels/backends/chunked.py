@@ -72,7 +72,8 @@ def _put_column(buffer, column, in_tile, value):
 
 
 def _hard(buffer, logits: LogitParams):
-    """The entries the negative transform changes: ``c_ij > threshold_i``."""
+    """The entries the negative transform changes: ``c_ij > threshold_i`` (check_logits: present)."""
+    assert logits.threshold is not None
     return buffer > logits.threshold.to(buffer.dtype).unsqueeze(1)
 
 

@@ -31,7 +31,7 @@ import re
 import torch
 
 from . import class_splits
-from .contract import MARGIN_GRADS, Partials
+from .contract import LogitParams, Partials, check_logits
 
 try:
     _C = importlib.import_module("crfiqa_kernels._C")
@@ -218,8 +218,15 @@ def _delegate(e_hat, weight):
     return None
 
 
-def _margin(margin) -> tuple[float, float, float, float]:
-    return float(margin.s), float(margin.m1), float(margin.m2), float(margin.m3)
+def _logit_args(logits: LogitParams, batch: int, device: torch.device) -> tuple[dict, torch.Tensor | None]:
+    """The launchers' ``logits=(s, cos_clamp, t)``, ``negative`` mode and ``threshold`` vector (empty
+    without a transform), and the threshold tensor to keep alive through the launch."""
+    check_logits(logits, batch, device)
+    args = dict(logits=(float(logits.s), float(logits.cos_clamp), float(logits.t)), negative=logits.negative_mode)
+    if logits.threshold is None:
+        return {**args, "threshold": _C.Vector(ptr=0, dtype=_C.DTYPE_FLOAT32, length=0)}, None
+    threshold, threshold_arg = _vector(logits.threshold, torch.float32)
+    return {**args, "threshold": threshold_arg}, threshold
 
 
 def _launch_context(device: torch.device) -> dict:
@@ -251,12 +258,14 @@ def _operand_args(e_hat, weight, w_inv_norm, labels_local) -> tuple[tuple, dict]
     return (e_hat, weight, w_inv_norm, labels_local), args
 
 
-def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits: int | None = None) -> Partials:
+def forward_partials(
+    e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, *, splits: int | None = None
+) -> Partials:
     """Partials (S, B) of the shard; ``splits`` overrides the number of class splits."""
     _check(e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local))
     delegate = _delegate(e_hat, weight)
     if delegate is not None:
-        return delegate.forward_partials(e_hat, weight, w_inv_norm, labels_local, margin)
+        return delegate.forward_partials(e_hat, weight, w_inv_norm, labels_local, logits)
     batch, classes = e_hat.shape[0], weight.shape[0]
     class_tiles = math.ceil(classes / _C.FORWARD_BLOCK_CLASSES)
     if splits is None:
@@ -264,13 +273,14 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits:
     else:
         splits = whole_splits(splits, class_tiles)
     kept_alive, operand_args = _operand_args(e_hat, weight, w_inv_norm, labels_local)  # through the launch
+    logit_args, threshold = _logit_args(logits, batch, e_hat.device)
 
     stats = torch.empty((4, splits, batch), dtype=torch.float32, device=e_hat.device)
     nn_index = torch.empty((splits, batch), dtype=torch.int64, device=e_hat.device)
     row_max, row_sumexp, target_cos, nn_cos = stats.unbind(0)
     _C.forward_partials(
         **operand_args,
-        margin=_margin(margin),
+        **logit_args,
         splits=splits,
         row_max=_vector_arg(row_max),
         row_sumexp=_vector_arg(row_sumexp),
@@ -281,17 +291,15 @@ def forward_partials(e_hat, weight, w_inv_norm, labels_local, margin, *, splits:
     return Partials(row_max, row_sumexp, target_cos, nn_cos, nn_index)
 
 
-def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad, *, blocks: int = 0):
+def backward(e_hat, weight, w_inv_norm, labels_local, logits: LogitParams, lse, row_grad, *, blocks: int = 0):
     """``(dê float32, dW in weight's dtype)``; ``blocks`` > 0 asks for that many backward blocks (capped
     as :func:`backward_plan` says)."""
-    if margin_grad not in MARGIN_GRADS:
-        raise ValueError(f"margin_grad must be one of {MARGIN_GRADS}, got {margin_grad!r}")
     _check(
         e_hat, weight, ("w_inv_norm", w_inv_norm), ("labels_local", labels_local), ("lse", lse), ("row_grad", row_grad)
     )
     delegate = _delegate(e_hat, weight)
     if delegate is not None:
-        return delegate.backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, margin_grad)
+        return delegate.backward(e_hat, weight, w_inv_norm, labels_local, logits, lse, row_grad)
     batch, dim = e_hat.shape
     deterministic = torch.are_deterministic_algorithms_enabled()
     plan = backward_plan(
@@ -304,6 +312,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         **_device_properties(e_hat.device),
     )
     kept_alive, operand_args = _operand_args(e_hat, weight, w_inv_norm, labels_local)  # through the launch
+    logit_args, threshold = _logit_args(logits, batch, e_hat.device)
     lse, lse_arg = _vector(lse, torch.float32)
     row_grad, grad_arg = _vector(row_grad, torch.float32)
     if plan["scratch_in_shared"]:
@@ -319,8 +328,7 @@ def backward(e_hat, weight, w_inv_norm, labels_local, margin, lse, row_grad, mar
         **operand_args,
         lse=lse_arg,
         row_grad=grad_arg,
-        margin=_margin(margin),
-        exact_margin_grad=margin_grad == "exact",
+        **logit_args,
         blocks=plan["blocks"],
         deterministic=deterministic,
         scratch=scratch_arg,

@@ -121,3 +121,31 @@ def test_matches_oracle_on_gpu(backend, dtype, shape):
         batch, classes, dim, dtype=dtype, seed=hash(shape) % 1000, ignored=_ignored(batch), device="cuda"
     )
     assert_matches_oracle(problem, backend, MARGINS["arcface"], "exact")
+
+
+def _per_row_margin(batch, seed):
+    gen = torch.Generator().manual_seed(seed)
+    m2 = (0.6 * torch.rand(batch, generator=gen, dtype=torch.float64) - 0.1).requires_grad_()
+    m3 = (0.2 * torch.randn(batch, generator=gen, dtype=torch.float64)).requires_grad_()
+    return Margin(s=32.0, m1=1.0, m2=m2, m3=m3)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_per_row_margins_reach_their_gradient(backend, dtype, shape):
+    """(B,) m2 and m3 of any sign: loss, statistics, dE, dW and the margins' gradients."""
+    batch, classes, dim = shape
+    problem = make_problem(batch, classes, dim, dtype=dtype, seed=11, ignored=_ignored(batch))
+    impl = assert_matches_oracle(problem, backend, _per_row_margin(batch, seed=batch))
+    assert "grad_margin_0" in impl and "grad_margin_1" in impl
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("threshold", [-0.05, 0.1, 1.0])
+def test_interclass_filter(backend, dtype, threshold):
+    """PartialFC's filter: negatives above t count as cosine 0 and get no gradient (t = 1: none)."""
+    problem = make_problem(9, 130, 33, dtype=dtype, seed=5, ignored=(4,))
+    problem.embeddings[0] = problem.weight[3].to(problem.embeddings.dtype) * 100  # a negative above any t
+    assert_matches_oracle(problem, backend, MARGINS["cosface"], interclass_filter=threshold)

@@ -21,12 +21,12 @@ import textwrap
 import pytest
 import torch
 
-from crfiqa_kernels import Margin
 from crfiqa_kernels.backends import cuda, get, resolve, serving
+from crfiqa_kernels.backends.contract import LogitParams
 
 NVCC = os.environ.get("CUDACXX") or shutil.which("nvcc")
 needs_extension = pytest.mark.skipif(not cuda.extension_built(), reason="crfiqa_kernels._C was not built (no nvcc)")
-ARCFACE = Margin.arcface(s=64.0, m=0.5)
+LOGITS = LogitParams(s=64.0)
 # CUDA's grid limits: axis 0 below 2^31, axes 1 and 2 at most 65,535.
 GRID_X_MAX, GRID_YZ_MAX = 2**31 - 1, 65_535
 # The largest sizes the launches must take (DESIGN §8), and devices to plan for: (multiprocessors,
@@ -103,7 +103,9 @@ def _fake_args(**overrides):
         "weight": matrix(2 << 20, f32, 7, 5),
         "w_inv_norm": vector(3 << 20, f32, 7),
         "labels": vector(4 << 20, i64, 3),
-        "margin": (64.0, 1.0, 0.5, 0.0),
+        "logits": (64.0, 0.0, 0.0),
+        "negative": 0,
+        "threshold": vector(0, f32, 0),
     }
     forward = dict(
         common,
@@ -118,7 +120,6 @@ def _fake_args(**overrides):
         common,
         lse=vector(5 << 20, f32, 3),
         row_grad=vector(6 << 20, f32, 3),
-        exact_margin_grad=True,
         blocks=1,
         deterministic=True,
         scratch=vector(0, f32, 0),
@@ -201,8 +202,15 @@ BAD_ARGUMENTS = {
     "blocks": ({"backward": {"blocks": 0}}, "blocks: must be ≥ 1"),
     "device": ({"backward": {"device": -1}}, "device: must be a CUDA device index ≥ 0"),
     "stream": ({"forward_partials": {"stream": -5}}, "stream: must be a CUDA stream handle"),
-    "margin": ({"backward": {"margin": (64.0, 1.0, math.nan, 0.0)}}, "margin: (s, m1, m2, m3) must be finite"),
-    "scale": ({"forward_partials": {"margin": (0.0, 1.0, 0.5, 0.0)}}, "margin: s must be positive"),
+    "logits": ({"backward": {"logits": (64.0, math.nan, 0.0)}}, "logits: \\(s, cos_clamp, t\\) must be finite"),
+    "scale": ({"forward_partials": {"logits": (0.0, 0.0, 0.0)}}, "logits: s must be positive"),
+    "clamp": ({"forward_partials": {"logits": (64.0, 1.0, 0.0)}}, "logits: cos_clamp must lie in"),
+    "negative": ({"backward": {"negative": 3}}, "negative: must be 0"),
+    "threshold missing": ({"forward_partials": {"negative": 1}}, "threshold: length must be 3"),
+    "threshold without a transform": (
+        {"backward": lambda m, v: {"threshold": v(10 << 20, 0, 3)}},
+        "threshold: must be empty",
+    ),
     "d_weight": (
         {"backward": lambda m, v: {"d_weight": m(7 << 20, 1, 7, 5)}},
         "d_weight: must have weight's dtype and shape",
@@ -451,11 +459,9 @@ def test_contract_functions_refuse_cpu_tensors():
     e_hat, weight = torch.randn(3, 8), torch.randn(5, 8)
     inv, labels = torch.ones(5), torch.tensor([0, 1, -1])
     with pytest.raises(ValueError, match="the cuda backend needs the built extension and a CUDA device"):
-        cuda.forward_partials(e_hat, weight, inv, labels, ARCFACE)
+        cuda.forward_partials(e_hat, weight, inv, labels, LOGITS)
     with pytest.raises(ValueError, match="the cuda backend needs"):
-        cuda.backward(e_hat.double(), weight.double(), inv, labels, ARCFACE, torch.zeros(3), torch.ones(3), "exact")
-    with pytest.raises(ValueError, match="margin_grad must be one of"):
-        cuda.backward(e_hat, weight, inv, labels, ARCFACE, torch.zeros(3), torch.ones(3), "approximate")
+        cuda.backward(e_hat.double(), weight.double(), inv, labels, LOGITS, torch.zeros(3), torch.ones(3))
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 One tolerance rule, DESIGN §7 through oracle.py: ``|cuda − oracle| ≤ |same-dtype PyTorch − oracle|
 + tol·scale`` with the float64 oracle on the very same (already rounded) inputs. Covered: the public
-op in fp32 / fp16 / bf16 with tails, ignored rows and B = 1, both margins and margin gradients; the
+op in fp32 / fp16 / bf16 with tails, ignored rows and B = 1, both margins and margin gradients, the
+kernels with every negative transform; the
 kernels through the contract — forward partials per class split, the backward on the atomic and the
 deterministic path, several class groups per block and partial groups, the scratch in shared and in global memory, mixed
 W dtypes; exact ties, labels outside the shard, strided and misaligned operands, non-finite inputs.
@@ -19,6 +20,7 @@ import torch
 
 from crfiqa_kernels import Margin, margin_ccs_loss
 from crfiqa_kernels.backends import chunked, cuda
+from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.combine import combine_partials
 
 from .oracle import DTYPES, TOLERANCE, assert_matches_oracle, make_problem
@@ -27,6 +29,17 @@ pytestmark = pytest.mark.gpu
 
 ARCFACE = Margin.arcface(s=64.0, m=0.5)
 COMBINED = Margin(s=32.0, m1=1.1, m2=0.3, m3=0.1)
+# What the kernels see of a margin: the non-target logits s·ν(c), with each transform.
+LOGITS = LogitParams(s=64.0)
+
+
+def _transforms(batch):
+    thresholds = torch.linspace(-0.1, 0.2, batch, device="cuda")
+    return {
+        "none": LOGITS,
+        "filter": LogitParams(30.0, 0.0, "filter", thresholds),
+        "curricular": LogitParams(30.0, 1e-3, "curricular", thresholds, t=0.3),
+    }
 
 
 def _error(value: torch.Tensor, oracle: torch.Tensor) -> float:
@@ -84,23 +97,21 @@ def _operands(batch, classes, dim, dtype, weight_dtype=None, *, seed, ignored=0.
     return e_hat, weight, w_inv_norm, labels.cuda()
 
 
-def _oracle_backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad):
+def _oracle_backward(e_hat, weight, w_inv_norm, labels, logits, lse, row_grad):
     """chunked in float64 on the operands as the kernels see them (W rounded to ê's dtype)."""
     w = weight.to(e_hat.dtype).double()
-    return chunked.backward(
-        e_hat.double(), w, w_inv_norm.double(), labels, margin, lse.double(), row_grad.double(), margin_grad
-    )
+    return chunked.backward(e_hat.double(), w, w_inv_norm.double(), labels, logits, lse.double(), row_grad.double())
 
 
-def _check_backward(e_hat, weight, w_inv_norm, labels, margin, margin_grad, **kwargs):
+def _check_backward(e_hat, weight, w_inv_norm, labels, logits, **kwargs):
     stats = combine_partials(
-        chunked.forward_partials(e_hat.double(), weight.to(e_hat.dtype).double(), w_inv_norm.double(), labels, margin)
+        chunked.forward_partials(e_hat.double(), weight.to(e_hat.dtype).double(), w_inv_norm.double(), labels, logits)
     )
     lse = stats.lse.float()
     row_grad = torch.where(labels >= 0, torch.rand(labels.shape[0], device="cuda") + 0.5, 0.0)
-    got = cuda.backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad, **kwargs)
-    same = chunked.backward(e_hat, weight.to(e_hat.dtype), w_inv_norm, labels, margin, lse, row_grad, margin_grad)
-    oracle = _oracle_backward(e_hat, weight, w_inv_norm, labels, margin, lse, row_grad, margin_grad)
+    got = cuda.backward(e_hat, weight, w_inv_norm, labels, logits, lse, row_grad, **kwargs)
+    same = chunked.backward(e_hat, weight.to(e_hat.dtype), w_inv_norm, labels, logits, lse, row_grad)
+    oracle = _oracle_backward(e_hat, weight, w_inv_norm, labels, logits, lse, row_grad)
     assert got[0].dtype == torch.float32 and got[0].shape == e_hat.shape
     assert got[1].dtype == weight.dtype and got[1].shape == weight.shape
     for name, value, reference, expected in zip(("d_e_hat", "d_weight"), got, same, oracle, strict=True):
@@ -125,15 +136,15 @@ def _assert_same_kernel_results(operands, reference_operands, lse, row_grad, **f
     ``(e_hat, weight, w_inv_norm, labels)``): the forward partials (NaN read as 0) and the backward
     on the deterministic path."""
     for a, b in zip(
-        cuda.forward_partials(*operands, ARCFACE, **forward_options),
-        cuda.forward_partials(*reference_operands, ARCFACE, **forward_options),
+        cuda.forward_partials(*operands, LOGITS, **forward_options),
+        cuda.forward_partials(*reference_operands, LOGITS, **forward_options),
         strict=True,
     ):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
     with _deterministic_algorithms():
         for a, b in zip(
-            cuda.backward(*operands, ARCFACE, lse, row_grad, "exact"),
-            cuda.backward(*reference_operands, ARCFACE, lse, row_grad, "exact"),
+            cuda.backward(*operands, LOGITS, lse, row_grad),
+            cuda.backward(*reference_operands, LOGITS, lse, row_grad),
             strict=True,
         ):
             assert torch.equal(a, b)
@@ -145,12 +156,12 @@ def test_forward_partials_per_split(dtype, shape):
     batch, classes, dim = shape
     e_hat, weight, w_inv_norm, labels = _operands(batch, classes, dim, dtype, seed=sum(shape))
     oracle = combine_partials(
-        chunked.forward_partials(e_hat.double(), weight.double(), w_inv_norm.double(), labels, ARCFACE)
+        chunked.forward_partials(e_hat.double(), weight.double(), w_inv_norm.double(), labels, LOGITS)
     )
-    same = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE))
+    same = combine_partials(chunked.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS))
     tiles = math.ceil(classes / cuda._C.FORWARD_BLOCK_CLASSES)
     for splits in sorted({1, cuda.whole_splits(3, tiles), tiles}):
-        partials = cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, splits=splits)
+        partials = cuda.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, splits=splits)
         assert partials.row_max.shape == (splits, batch) and partials.nn_index.dtype == torch.int64
         got = combine_partials(partials)
         for name in ("lse", "target_cos", "nn_cos"):
@@ -161,8 +172,7 @@ def test_forward_partials_per_split(dtype, shape):
         _assert_rule("nn_index's cosine", picked, same.nn_cos, oracle.nn_cos, dtype)
 
 
-@pytest.mark.parametrize("margin_grad", ["exact", "straight_through"])
-@pytest.mark.parametrize("margin", [ARCFACE, COMBINED], ids=["arcface", "combined"])
+@pytest.mark.parametrize("negative", ["none", "filter", "curricular"])
 @pytest.mark.parametrize(
     ("dtype", "weight_dtype"),
     [
@@ -175,10 +185,10 @@ def test_forward_partials_per_split(dtype, shape):
     ],
     ids=str,
 )
-def test_backward_matches_the_oracle(dtype, weight_dtype, margin, margin_grad):
+def test_backward_matches_the_oracle(dtype, weight_dtype, negative):
     operands = _operands(37, 531, 300, dtype, weight_dtype, seed=9)
     for blocks in (0, 1, 2):  # the device's plan; one block walking every class group; two blocks
-        _check_backward(*operands, margin, margin_grad, blocks=blocks)
+        _check_backward(*operands, _transforms(37)[negative], blocks=blocks)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -190,7 +200,7 @@ def test_backward_scratch_in_shared_and_in_global_memory(dtype):
     for batch in (37, 1_100):
         plan = cuda.backward_plan(dtype, batch, 700, 72, deterministic=False, **properties)
         seen.add(plan["scratch_in_shared"])
-        _check_backward(*_operands(batch, 700, 72, dtype, seed=batch), ARCFACE, "exact")
+        _check_backward(*_operands(batch, 700, 72, dtype, seed=batch), LOGITS)
     assert False in seen
     if torch.cuda.get_device_capability() >= (9, 0):
         assert True in seen
@@ -200,11 +210,11 @@ def test_backward_scratch_in_shared_and_in_global_memory(dtype):
 def test_deterministic_path_is_reproducible_and_agrees_with_atomics(dtype):
     operands = _operands(130, 4000, 256, dtype, seed=5)
     with _deterministic_algorithms():
-        first = _check_backward(*operands, ARCFACE, "exact", blocks=7)
+        first = _check_backward(*operands, LOGITS, blocks=7)
         lse, row_grad = torch.full((130,), 5.0, device="cuda"), torch.rand(130, device="cuda")
-        again = [cuda.backward(*operands, ARCFACE, lse, row_grad, "exact", blocks=7) for _ in range(2)]
+        again = [cuda.backward(*operands, LOGITS, lse, row_grad, blocks=7) for _ in range(2)]
     assert first[0].shape == (130, 256)
-    atomic = cuda.backward(*operands, ARCFACE, lse, row_grad, "exact", blocks=7)
+    atomic = cuda.backward(*operands, LOGITS, lse, row_grad, blocks=7)
     assert torch.equal(again[0][0], again[1][0]) and torch.equal(again[0][1], again[1][1])
     assert torch.equal(again[0][1], atomic[1])  # dW never uses atomics
     # Same products, another order of the fp32 sum over class tiles.
@@ -224,7 +234,7 @@ def test_forward_ties_take_the_lowest_index():
     e_hat = torch.nn.functional.normalize(weight[twins[-1]].double() + noise, dim=1).float()
     labels = torch.full((9,), -1, dtype=torch.int64, device="cuda")
     for splits in (1, 3):
-        stats = combine_partials(cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE, splits=splits))
+        stats = combine_partials(cuda.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, splits=splits))
         assert bool((stats.nn_index == twins[0]).all()), stats.nn_index
 
 
@@ -260,8 +270,8 @@ def test_strided_and_misaligned_operands(dtype):
 
 def test_float64_is_served_by_the_chunked_backend():
     e_hat, weight, w_inv_norm, labels = _operands(5, 40, 16, torch.float64, seed=1)
-    got = cuda.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)
-    want = chunked.forward_partials(e_hat, weight, w_inv_norm, labels, ARCFACE)
+    got = cuda.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)
+    want = chunked.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)
     for a, b in zip(got, want, strict=True):
         assert a.dtype == b.dtype and torch.equal(a.nan_to_num(), b.nan_to_num())
 
@@ -297,7 +307,9 @@ def test_pointers_outside_device_memory_are_rejected():
             weight=matrix(weight),
             w_inv_norm=vector(w_inv_norm),
             labels=vector(labels),
-            margin=(64.0, 1.0, 0.5, 0.0),
+            logits=(64.0, 0.0, 0.0),
+            negative=0,
+            threshold=_C.Vector(ptr=0, dtype=_C.DTYPE_FLOAT32, length=0),
             splits=1,
             row_max=vector(outputs[0]),
             row_sumexp=vector(outputs[1]),

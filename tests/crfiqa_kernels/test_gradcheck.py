@@ -41,3 +41,35 @@ def test_straight_through_drops_the_margin_slope():
     logits = cos.scatter(1, labels[:, None], target + (margin.phi(target) - target).detach()) * margin.s
     (expected,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, labels), e)
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
+def test_gradcheck_per_row_margins(backend, monkeypatch):
+    """(B,) m2 and m3 that require grad: finite differences in E, W, m2 and m3 together."""
+    monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + 3, c)) for s in range(0, c, 3)))
+    gen = torch.Generator().manual_seed(2)
+    embeddings = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    m2 = torch.tensor([0.3, -0.2, 0.5, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    m3 = torch.tensor([0.1, 0.0, -0.05, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 3, -1, 6, 2])
+
+    def loss(e, w, a, b):
+        margin = Margin(s=4.0, m1=1.0, m2=a, m3=b)
+        return margin_ccs_loss(e, w, labels, margin, backend=backend).loss
+
+    assert torch.autograd.gradcheck(loss, (embeddings, weight, m2, m3))
+
+
+@pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
+def test_gradcheck_interclass_filter(backend, monkeypatch):
+    monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + 3, c)) for s in range(0, c, 3)))
+    gen = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    labels = torch.tensor([0, 3, -1, 6, 2])
+
+    def loss(e, w):
+        return margin_ccs_loss(e, w, labels, Margin(s=4.0), interclass_filter=0.2, backend=backend).loss
+
+    assert torch.autograd.gradcheck(loss, (embeddings, weight))

@@ -462,7 +462,7 @@ def test_bad_operands_name_the_argument(name, bad, error):
     operands = _valid_operands()
     operands[name] = bad(operands[name])
     with pytest.raises(error, match=name):
-        triton_backend.forward_partials(margin=LOGITS, **operands)
+        triton_backend.forward_partials(logits=LOGITS, **operands)
 
 
 def test_backward_rejects_bad_row_grad_and_threshold():

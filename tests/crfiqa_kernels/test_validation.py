@@ -122,3 +122,27 @@ def test_bad_head_arguments(kwargs, error, name):
     kwargs = {"num_classes": 10, "embedding_size": 8, **kwargs}
     with pytest.raises(error, match=name):
         MarginCCSHead(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "margin, error, name",
+    [
+        (lambda: Margin(m2=torch.zeros(3)), ValueError, "Margin.m2"),
+        (lambda: Margin(m3=torch.zeros(4, dtype=torch.int64)), TypeError, "Margin.m3"),
+        (lambda: Margin(m2=torch.zeros(4, device="meta")), ValueError, "Margin.m2"),
+        (lambda: Margin(m3=torch.tensor([0.0, float("nan"), 0.0, 0.0])), ValueError, "Margin.m3"),
+    ],
+)
+def test_bad_per_row_margins_name_the_argument(margin, error, name):
+    with pytest.raises(error, match=name):
+        margin_ccs_loss(E, W, torch.tensor([0, 3, 1, 9]), margin(), backend="chunked")
+
+
+@pytest.mark.parametrize(
+    "value, error", [(-1.0, ValueError), (1.5, ValueError), (float("nan"), ValueError), ("0.2", TypeError)]
+)
+def test_bad_interclass_filter_names_the_argument(value, error):
+    with pytest.raises(error, match="interclass_filter"):
+        margin_ccs_loss(E, W, torch.tensor([0, 3, 1, 9]), interclass_filter=value, backend="chunked")
+    with pytest.raises(error, match="interclass_filter"):
+        MarginCCSHead(10, 8, interclass_filter=value)
