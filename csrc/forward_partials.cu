@@ -160,10 +160,16 @@ struct ForwardKernel {
 };
 
 // Blocks per multiprocessor the register budget is set for: two (at most 128 registers a thread)
-// for the 16-bit products, which fit in them without spilling; one for the tf32 products (whose fp32
-// fragments, split in two for 3xTF32, spill at 128).
+// for the 16-bit products on sm_90, which fit in them without spilling; one elsewhere: the tf32
+// products (whose fp32 fragments, split in two for 3xTF32, spill at 128) and sm_80's 16-bit code,
+// where the per-row negative-transform threshold and clamp bounds cost 4 bytes of spill at 128.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int kHalfForwardMinBlocks = 2;
+#else
+constexpr int kHalfForwardMinBlocks = 1;
+#endif
 template <class P>
-constexpr int kForwardMinBlocks = sizeof(typename P::T) == 2 ? 2 : 1;
+constexpr int kForwardMinBlocks = sizeof(typename P::T) == 2 ? kHalfForwardMinBlocks : 1;
 
 template <class P>
 __global__ void __launch_bounds__(kThreads, kForwardMinBlocks<P>) forward_partials_kernel(const ForwardParams params) {
