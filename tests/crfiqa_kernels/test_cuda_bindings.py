@@ -202,7 +202,7 @@ BAD_ARGUMENTS = {
     "blocks": ({"backward": {"blocks": 0}}, "blocks: must be ≥ 1"),
     "device": ({"backward": {"device": -1}}, "device: must be a CUDA device index ≥ 0"),
     "stream": ({"forward_partials": {"stream": -5}}, "stream: must be a CUDA stream handle"),
-    "logits": ({"backward": {"logits": (64.0, math.nan, 0.0)}}, "logits: \\(s, cos_clamp, t\\) must be finite"),
+    "logits": ({"backward": {"logits": (64.0, math.nan, 0.0)}}, "logits: (s, cos_clamp, t) must be finite"),
     "scale": ({"forward_partials": {"logits": (0.0, 0.0, 0.0)}}, "logits: s must be positive"),
     "clamp": ({"forward_partials": {"logits": (64.0, 1.0, 0.0)}}, "logits: cos_clamp must lie in"),
     "negative": ({"backward": {"negative": 3}}, "negative: must be 0"),
