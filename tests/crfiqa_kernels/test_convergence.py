@@ -11,6 +11,8 @@ from torch import nn
 from crfiqa_kernels import CRFIQALoss, Margin, MarginCCSHead
 from crfiqa_kernels.backends import is_available
 
+from ..flags import torch_flags
+
 CLASSES, INPUTS, DIM, BATCH = 37, 24, 16, 20  # sizes that are multiples of no block size
 STEPS = 300
 # Under Triton's CPU interpreter a step takes ~0.2 s: 100 steps (past the phase of large, fast
@@ -26,10 +28,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def one_thread():
     """One intra-op thread: these tiny products gain nothing from a second one, which would only
     contend with other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_flags(threads=1):
+        yield
 
 
 def _dataset(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

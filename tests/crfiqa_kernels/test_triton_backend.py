@@ -22,6 +22,7 @@ from crfiqa_kernels.backends.triton.config import BackwardConfig, ForwardConfig
 from crfiqa_kernels.combine import combine_partials
 from crfiqa_kernels.reference import margin_ccs_loss_reference
 
+from ..flags import torch_flags
 from .oracle import (
     DTYPES,
     HALF_DTYPES,
@@ -53,11 +54,8 @@ def small_tiles(monkeypatch):
 @pytest.fixture
 def deterministic():
     """Deterministic algorithms on for the test, the previous setting restored afterwards."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    with torch_flags(deterministic=True):
+        yield
 
 
 # ------------------------------------------------------------------------------------------------
