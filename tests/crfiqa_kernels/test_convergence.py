@@ -13,6 +13,8 @@ from crfiqa_kernels.backends import is_available
 
 from ..flags import torch_flags
 
+pytestmark = pytest.mark.slow  # training runs
+
 CLASSES, INPUTS, DIM, BATCH = 37, 24, 16, 20  # sizes that are multiples of no block size
 STEPS = 300
 # Under Triton's CPU interpreter a step takes ~0.2 s: 100 steps (past the phase of large, fast

@@ -277,6 +277,7 @@ def test_backward_one_program_per_class_tile_and_wide_columns():
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
 
 
+@pytest.mark.slow  # the fast tier's row passes: test_triton_configs.py
 @pytest.mark.parametrize("path", ["atomic", "deterministic"])
 @pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_backward_in_row_passes(path, weight_dtype, deterministic):

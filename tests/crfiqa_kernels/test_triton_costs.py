@@ -47,7 +47,7 @@ def counting_dots(counter: list):
 
 @pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("dim", [128, 512])
+@pytest.mark.parametrize("dim", [128, pytest.param(512, marks=pytest.mark.slow)])
 def test_forward_and_backward_cost_four_gemm_equivalents(dim, dtype, deterministic):
     """With the backend's own (interpreter) blocks, B and C multiples of them: forward 1, backward 3."""
     if not triton_fwd.INTERPRETED:
