@@ -117,7 +117,7 @@ setup(
     packages=find_packages(include=["crfiqa_kernels", "crfiqa_kernels.*"])
     + find_packages(where="python", include=["crfiqa", "crfiqa.*"]),
     package_dir={"crfiqa": "python/crfiqa"},
-    install_requires=["torch>=2.4", "numpy>=1.24", "tqdm>=4.60"],
+    install_requires=["torch>=2.11", "numpy>=1.24", "tqdm>=4.60"],
     extras_require={
         "triton": [TRITON_REQUIRES],
         "wrapper": WRAPPER_REQUIRES,

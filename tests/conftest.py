@@ -10,6 +10,8 @@ import os
 import pytest
 import torch
 
+from .flags import torch_flags
+
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -28,7 +30,5 @@ def pytest_collection_modifyitems(config, items):
 def one_thread():
     """One intra-op thread: the tests' small networks gain little from a second one, and one thread
     keeps the runtime steady when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_flags(threads=1):
+        yield

@@ -20,6 +20,8 @@ from bench.scale import largest_classes, largest_fitting, run_scale, training_st
 from bench.shapes import get_shape
 from crfiqa_kernels.reference import cosine_matrix, margin_ccs_loss_reference
 
+from ..flags import torch_flags
+
 CPU = torch.device("cpu")
 TINY = get_shape("tiny")
 FP32 = get_dtype("fp32")
@@ -37,10 +39,8 @@ CPU_LOSSES = (
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny steps are dominated by thread synchronization, which a busy machine makes erratic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_flags(threads=1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -325,9 +325,6 @@ def test_search_recall_report(tmp_path):
 def test_profile_step_reports_the_matrix_product_share(capsys):
     from bench import profile_step
 
-    threads = torch.get_num_threads()
-    try:
+    with torch_flags():  # --threads sets torch's thread count
         profile_step.main(["--shape", "tiny", "--threads", "1", "--rows", "5"])
-    finally:
-        torch.set_num_threads(threads)
     assert "in matrix products" in capsys.readouterr().out.splitlines()[-1]

@@ -19,6 +19,7 @@ from bench.known_truth import KnownTruthSettings, demo_settings, measure
 from crfiqa.curate import REPORT_FILES
 
 
+@pytest.mark.slow  # a training run
 @pytest.mark.usefixtures("one_thread")
 def test_known_truth_flags_the_flipped_labels_and_the_split_identity(tmp_path):
     lines = []

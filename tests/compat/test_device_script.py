@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the GPU script's dry run in subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "gpu" / "run_on_device.sh"
 STEPS = ("env", "build", "peers", "gpu-tests", "bench-bf16", "tune", "bench-fp32", "bench-shard", "sanitizer", "scale")

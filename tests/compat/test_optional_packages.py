@@ -40,6 +40,7 @@ def test_hiding_makes_a_package_look_uninstalled(monkeypatch):
         sys.modules.pop("crfiqa_not_a_package", None)
 
 
+@pytest.mark.slow  # reruns test files in subprocesses with packages hidden
 def test_tests_of_optional_packages_skip_without_them():
     env = {
         **os.environ,

@@ -32,6 +32,7 @@ def test_digits_split_is_disjoint_and_seeded():
     assert 0.0 <= held_out.strength.min() < held_out.strength.max() <= 1.0
 
 
+@pytest.mark.slow  # a training run
 def test_shortened_demo_shows_a_real_effect(tmp_path, one_thread):
     # Six epochs: over seeds 0-3 ρ lies in [-0.57, -0.49]; four epochs (ρ from -0.21 to -0.37) left
     # the effect at the mercy of last-bit changes in the op's rounding.

@@ -18,7 +18,7 @@ from crfiqa_kernels import cr_target
 
 from .synthetic import PrototypeDataset
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # training runs
 
 
 def _tiny(**overrides):

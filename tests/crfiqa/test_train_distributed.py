@@ -1,6 +1,7 @@
 """Training under torch.distributed: 2 gloo processes, DDP backbone, the sharded head, fp16 autocast
 with the loss scaler whose overflow check is shared by the ranks, and negative class sampling."""
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -8,6 +9,8 @@ from crfiqa.models import build_iresnet
 from crfiqa.train import load_checkpoint
 
 from . import dist_train_worker
+
+pytestmark = pytest.mark.slow  # multi-process gloo ranks
 
 
 def test_two_process_gloo_training(tmp_path):

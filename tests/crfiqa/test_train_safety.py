@@ -18,7 +18,7 @@ from crfiqa.train import Trainer, TrainingInterrupted, load_checkpoint, preset, 
 from .synthetic import PrototypeDataset, write_images
 from .test_train import _state_equal
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # training runs, some in subprocesses
 
 
 def _tiny(**overrides):

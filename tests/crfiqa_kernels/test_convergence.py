@@ -11,6 +11,10 @@ from torch import nn
 from crfiqa_kernels import AdaFace, CRFIQALoss, CurricularFace, ElasticFace, MagFace, Margin, MarginCCSHead
 from crfiqa_kernels.backends import is_available
 
+from ..flags import torch_flags
+
+pytestmark = pytest.mark.slow  # training runs
+
 CLASSES, INPUTS, DIM, BATCH = 37, 24, 16, 20  # sizes that are multiples of no block size
 STEPS = 300
 # Under Triton's CPU interpreter a step takes ~0.2 s: 100 steps (past the phase of large, fast
@@ -36,10 +40,8 @@ FAMILY_STEPS = 150
 def one_thread():
     """One intra-op thread: these tiny products gain nothing from a second one, which would only
     contend with other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_flags(threads=1):
+        yield
 
 
 def _dataset(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,8 @@ import torch
 from crfiqa_kernels.backends import cuda, get, resolve, serving
 from crfiqa_kernels.backends.contract import LogitParams
 
+from ..flags import torch_flags
+
 NVCC = os.environ.get("CUDACXX") or shutil.which("nvcc")
 needs_extension = pytest.mark.skipif(not cuda.extension_built(), reason="crfiqa_kernels._C was not built (no nvcc)")
 LOGITS = LogitParams(s=64.0)
@@ -326,9 +328,7 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
     most_tiles = 8 if element == 2 else 4
     rows_block, classes_block = cuda._C.BACKWARD_BLOCK_ROWS, cuda._C.BACKWARD_BLOCK_CLASSES
     for tf32 in (False, True) if dtype == torch.float32 else (False,):
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        try:
+        with torch_flags(tf32=tf32):
             for batch in BATCHES:
                 for classes in CLASS_COUNTS:
                     for dim in (1, 512):
@@ -362,8 +362,6 @@ def test_backward_plans_stay_within_cuda_limits_and_memory_bounds(dtype, determi
                             assert plan["d_e_rows"] == expected_rows
                             if deterministic:
                                 assert plan["blocks"] == 1 or plan["blocks"] * batch <= classes
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 @needs_extension
@@ -505,14 +503,10 @@ def test_forward_split_plan_fills_the_device():
 
 @needs_extension
 def test_tile_products_follow_allow_tf32():
-    previous = torch.backends.cuda.matmul.allow_tf32
-    try:
-        torch.backends.cuda.matmul.allow_tf32 = True
+    with torch_flags(tf32=True):
         assert cuda.product_policy(torch.float32) == cuda._C.POLICY_TF32
-        torch.backends.cuda.matmul.allow_tf32 = False
+    with torch_flags(tf32=False):
         assert cuda.product_policy(torch.float32) == cuda._C.POLICY_3XTF32
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
     assert cuda.product_policy(torch.bfloat16) == cuda._C.POLICY_BFLOAT16
     assert cuda.product_policy(torch.float16) == cuda._C.POLICY_FLOAT16
     with pytest.raises(TypeError, match="e_hat must be float32, float16 or bfloat16"):

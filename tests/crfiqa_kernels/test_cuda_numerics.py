@@ -13,7 +13,6 @@ tests/gpu/run_memcheck.sh runs these under compute-sanitizer.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from crfiqa_kernels.backends import chunked, cuda
 from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.combine import combine_partials
 
+from ..flags import torch_flags
 from .oracle import DTYPES, TOLERANCE, assert_matches_oracle, make_problem
 
 pytestmark = pytest.mark.gpu
@@ -119,18 +119,6 @@ def _check_backward(e_hat, weight, w_inv_norm, labels, logits, **kwargs):
     return got
 
 
-@contextmanager
-def _deterministic_algorithms():
-    """Deterministic algorithms on inside the block (the backward's fixed-order path), the previous
-    setting restored afterwards."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
-        yield
-    finally:
-        torch.use_deterministic_algorithms(enabled)
-
-
 def _assert_same_kernel_results(operands, reference_operands, lse, row_grad, **forward_options):
     """The kernels give bit-identical results on ``operands`` and on ``reference_operands`` (each
     ``(e_hat, weight, w_inv_norm, labels)``): the forward partials (NaN read as 0) and the backward
@@ -141,7 +129,7 @@ def _assert_same_kernel_results(operands, reference_operands, lse, row_grad, **f
         strict=True,
     ):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
-    with _deterministic_algorithms():
+    with torch_flags(deterministic=True):  # the backward's fixed-order path
         for a, b in zip(
             cuda.backward(*operands, LOGITS, lse, row_grad),
             cuda.backward(*reference_operands, LOGITS, lse, row_grad),
@@ -209,7 +197,7 @@ def test_backward_scratch_in_shared_and_in_global_memory(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_deterministic_path_is_reproducible_and_agrees_with_atomics(dtype):
     operands = _operands(130, 4000, 256, dtype, seed=5)
-    with _deterministic_algorithms():
+    with torch_flags(deterministic=True):  # the backward's fixed-order path
         first = _check_backward(*operands, LOGITS, blocks=7)
         lse, row_grad = torch.full((130,), 5.0, device="cuda"), torch.rand(130, device="cuda")
         again = [cuda.backward(*operands, LOGITS, lse, row_grad, blocks=7) for _ in range(2)]

@@ -22,6 +22,8 @@ from . import dist_worker
 from .dist_worker import CLASSES, DIM, MARGIN, make_problem, rank_rows
 from .oracle import TOLERANCE, Problem, assert_nn_index_attains
 
+pytestmark = pytest.mark.slow  # multi-process gloo ranks
+
 SCENARIOS = {
     1: ("exact", "init", "checkpoint_load"),
     2: ("exact", "validation", "sampling", "init", "checkpoint_save", "ddp"),

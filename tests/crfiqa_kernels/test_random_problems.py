@@ -59,6 +59,7 @@ ON_EVERY_DEVICE = [pytest.param(name, "cpu", id=name) for name in backends_on("c
 ]
 
 
+@pytest.mark.slow  # many problems a backend; tests/crfiqa_kernels/test_backends.py is the fast tier's
 @pytest.mark.parametrize("backend,device", ON_EVERY_DEVICE)
 def test_random_problems_match_the_oracle(backend, device, monkeypatch):
     @settings(

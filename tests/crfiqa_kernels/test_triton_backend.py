@@ -23,6 +23,7 @@ from crfiqa_kernels.backends.triton.config import BackwardConfig, ForwardConfig
 from crfiqa_kernels.combine import combine_partials
 from crfiqa_kernels.reference import margin_ccs_loss_reference
 
+from ..flags import torch_flags
 from .oracle import (
     DTYPES,
     HALF_DTYPES,
@@ -56,11 +57,8 @@ def small_tiles(monkeypatch):
 @pytest.fixture
 def deterministic():
     """Deterministic algorithms on for the test, the previous setting restored afterwards."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    with torch_flags(deterministic=True):
+        yield
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,6 +290,7 @@ def test_backward_one_program_per_class_tile_and_wide_columns():
         assert_within_bound(name, impl[index], same[index], oracle[index], torch.bfloat16)
 
 
+@pytest.mark.slow  # the fast tier's row passes: test_triton_configs.py
 @pytest.mark.parametrize("path", ["atomic", "deterministic"])
 @pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_backward_in_row_passes(path, weight_dtype, deterministic):

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import triton
 
 from crfiqa_kernels.backends.triton import config as triton_config
@@ -141,6 +142,7 @@ VARIANTS = [
 ]
 
 
+@pytest.mark.slow  # ptxas compiles
 def test_every_config_compiles_for_hopper_without_spills(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DUMP_PTXAS_LOG="1")

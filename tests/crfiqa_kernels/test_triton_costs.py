@@ -22,6 +22,7 @@ from crfiqa_kernels.backends.triton import backward_kernel as triton_bwd
 from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.backends.triton import forward_kernel as triton_fwd
 
+from ..flags import torch_flags
 from .oracle import make_problem
 
 ARCFACE = Margin.arcface()
@@ -46,24 +47,13 @@ def counting_dots(counter: list):
         interpreter.InterpreterBuilder.create_dot = original
 
 
-@pytest.fixture
-def deterministic_algorithms():
-    enabled, warn_only = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    yield lambda on: torch.use_deterministic_algorithms(on)
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-
-
 @pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("dim", [128, 512])
-def test_forward_and_backward_cost_four_gemm_equivalents(dim, dtype, deterministic, deterministic_algorithms):
+@pytest.mark.parametrize("dim", [128, pytest.param(512, marks=pytest.mark.slow)])
+def test_forward_and_backward_cost_four_gemm_equivalents(dim, dtype, deterministic):
     """With the backend's own (interpreter) blocks, B and C multiples of them: forward 1, backward 3."""
     if not triton_fwd.INTERPRETED:
         pytest.skip("counts the interpreter's products; tests/conftest.py sets it up without a GPU")
-    deterministic_algorithms(deterministic)
     batch, classes = 64, 256
     blocks = triton_config.BACKWARD_BLOCKS["interpreter"], triton_config.FORWARD_BLOCKS["interpreter"]
     assert all(batch % b.block_b == 0 and classes % b.block_c == 0 and dim % b.block_d == 0 for b in blocks)
@@ -73,10 +63,11 @@ def test_forward_and_backward_cost_four_gemm_equivalents(dim, dtype, determinist
     gemm = batch * classes * dim
 
     forward, backward = [0], [0]
-    with counting_dots(forward):
-        out = margin_ccs_loss(embeddings, weight, problem.labels, ARCFACE, backend="triton")
-    with counting_dots(backward):
-        out.loss.backward()
+    with torch_flags(deterministic=deterministic):
+        with counting_dots(forward):
+            out = margin_ccs_loss(embeddings, weight, problem.labels, ARCFACE, backend="triton")
+        with counting_dots(backward):
+            out.loss.backward()
     assert forward[0] == gemm, forward[0] / gemm
     assert backward[0] == 3 * gemm, backward[0] / gemm
     assert forward[0] + backward[0] <= 4.05 * gemm
@@ -117,46 +108,46 @@ KINDS = [
 @pytest.mark.parametrize("dtype,tf32", KINDS, ids=lambda v: str(v))
 def test_launch_grids_respect_cuda_limits_at_50_million_classes(dtype, tf32, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # the GPU's block tables
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
     forward, backward = RecordingKernel(), RecordingKernel()
     monkeypatch.setattr(triton_fwd, "_forward_partials_kernel", forward)
     monkeypatch.setattr(triton_bwd, "_backward_kernel", backward)
     gpu, meta = torch.device("cuda"), torch.device("meta")
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     dim = 512
-    for multiprocessors in (1, 132, 1024):
-        monkeypatch.setattr(
-            triton_config,
-            "device_resources",
-            lambda device, sms=multiprocessors: triton_config.DeviceResources(sms, 50 * 2**20),
-        )
-        for batch in (1, 4096, 65_536):
-            for classes in (1, 85_742, 2_059_906, 50_000_000):
-                e_hat = torch.empty(batch, dim, dtype=dtype, device=meta)
-                weight = torch.empty(classes, dim, dtype=torch.float32, device=meta)
-                w_inv_norm = torch.empty(classes, dtype=acc, device=meta)
-                labels = torch.empty(batch, dtype=torch.int64, device=meta)
-                rows = torch.empty(batch, dtype=acc, device=meta)
-                config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
-                triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, config)
-                _assert_within_cuda_limits(forward.grids[-1], f"forward B={batch} C={classes}")
-                for deterministic in (False, True):
-                    config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
-                    triton_bwd.launch_backward(
-                        e_hat, weight, w_inv_norm, labels, LOGITS, rows, rows, config, deterministic
-                    )
-                    where = f"backward B={batch} C={classes} deterministic={deterministic}"
-                    _assert_within_cuda_limits(backward.grids[-1], where)
-                    plan = triton_bwd.plan_backward(batch, classes, dim, config, deterministic)
-                    # The scratch is bounded by the programs that fill the device and its share of
-                    # L2 (at least one batch tile a program), not by C; the deterministic path's dê
-                    # buffers by the size of dW (or one (B, D) buffer).
-                    assert plan.scratch_elements <= multiprocessors * batch * config.block_c, where
-                    assert plan.scratch_elements * dtype.itemsize <= max(
-                        triton_config.SCRATCH_L2_SHARE * 50 * 2**20,
-                        plan.splits.count * config.block_b * config.block_c * dtype.itemsize,
-                    ), where
-                    assert plan.d_e_hat_elements <= max(classes, batch) * dim, where
+    with torch_flags(tf32=tf32):  # the tf32 or IEEE block table
+        for multiprocessors in (1, 132, 1024):
+            monkeypatch.setattr(
+                triton_config,
+                "device_resources",
+                lambda device, sms=multiprocessors: triton_config.DeviceResources(sms, 50 * 2**20),
+            )
+            for batch in (1, 4096, 65_536):
+                for classes in (1, 85_742, 2_059_906, 50_000_000):
+                    e_hat = torch.empty(batch, dim, dtype=dtype, device=meta)
+                    weight = torch.empty(classes, dim, dtype=torch.float32, device=meta)
+                    w_inv_norm = torch.empty(classes, dtype=acc, device=meta)
+                    labels = torch.empty(batch, dtype=torch.int64, device=meta)
+                    rows = torch.empty(batch, dtype=acc, device=meta)
+                    config = triton_config.forward_config(batch, classes, dim, dtype, gpu)
+                    triton_fwd.launch_forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS, config)
+                    _assert_within_cuda_limits(forward.grids[-1], f"forward B={batch} C={classes}")
+                    for deterministic in (False, True):
+                        config = triton_config.backward_config(batch, classes, dim, dtype, gpu, deterministic)
+                        triton_bwd.launch_backward(
+                            e_hat, weight, w_inv_norm, labels, LOGITS, rows, rows, config, deterministic
+                        )
+                        where = f"backward B={batch} C={classes} deterministic={deterministic}"
+                        _assert_within_cuda_limits(backward.grids[-1], where)
+                        plan = triton_bwd.plan_backward(batch, classes, dim, config, deterministic)
+                        # The scratch is bounded by the programs that fill the device and its share of
+                        # L2 (at least one batch tile a program), not by C; the deterministic path's dê
+                        # buffers by the size of dW (or one (B, D) buffer).
+                        assert plan.scratch_elements <= multiprocessors * batch * config.block_c, where
+                        assert plan.scratch_elements * dtype.itemsize <= max(
+                            triton_config.SCRATCH_L2_SHARE * 50 * 2**20,
+                            plan.splits.count * config.block_b * config.block_c * dtype.itemsize,
+                        ), where
+                        assert plan.d_e_hat_elements <= max(classes, batch) * dim, where
 
 
 def test_explicit_configs_are_clipped_to_the_grid_limit(monkeypatch):
