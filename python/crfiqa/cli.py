@@ -1,8 +1,11 @@
-"""The ``crfiqa`` command: train, score, export-onnx, evaluate, pack, demo, curate.
+"""The ``crfiqa`` command: train, align, score, calibrate, export-onnx, evaluate, pack, demo, curate.
 
     crfiqa demo --out demo-out
     crfiqa train data/faces_webface_112x112 --preset crfiqa-s --output runs/r50
+    crfiqa align photos/ --output aligned_faces
     crfiqa score runs/r50/backbone.pth aligned_faces/ --output scores.txt --embeddings emb.npy
+    crfiqa calibrate runs/r50/backbone.pth reference_photos/ --align --output calibration.json
+    crfiqa score runs/r50/backbone.pth photos/ --align --calibration calibration.json --output scores.txt
     crfiqa export-onnx runs/r50/backbone.pth r50.onnx
     crfiqa evaluate --embeddings emb.npy --names scores.txt --pairs pairs.txt --quality scores.txt --output-dir eval
     crfiqa pack identity_folders/ data/train.rec
@@ -25,7 +28,7 @@ from .commands import INPUT_ERROR, CommandError, execute
 __all__ = ["INPUT_ERROR", "CommandError", "build_parser", "main"]
 
 # The subcommands in the order --help lists them: a module of crfiqa.commands each.
-COMMANDS = ("train", "score", "export_onnx", "evaluate", "pack", "demo", "curate")
+COMMANDS = ("train", "align", "score", "calibrate", "export_onnx", "evaluate", "pack", "demo", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,13 @@
 
 * ``pair_list.txt`` (the CR-FIQA authors'): ``name_a name_b type`` per line, ``type`` 1 = mated,
   0 = non-mated (the authors write ``%05d``, so ``00001`` is 1).
-* Quality scores: ``name score`` per line (what ``crfiqa score`` writes; the authors' format).
+* Quality scores: ``name score`` per line (what ``crfiqa score`` writes; the authors' format);
+  ``name score quality`` with a calibration (``--calibration``), ``quality`` the integer 0–100
+  value. Readers take the raw ``score``: a file is three-column when every line ends in a bare
+  integer after a float (our raw scores are written with ``repr``: always a ``.``, ``e``, ``inf``
+  or ``nan``).
+* Faces of photos (``landmarks.csv``, ``SCORES.faces.csv``): CSV with the header
+  :data:`FACE_COLUMNS`, one row per photo and face (a photo without one: a row with its status).
 * Names of embedding rows: one name per line, in row order; a ``name score`` file in the same
   order (``crfiqa score --output … --embeddings …``) names the rows too.
 * Image lists: one image path per line (``path label`` to pack a training set), relative to the
@@ -74,15 +80,57 @@ def write_pair_list(path: str | os.PathLike, pairs: PairList) -> None:
     )
 
 
+FACE_COLUMNS = (
+    "name",
+    "face",
+    "status",
+    "score",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "left_eye_x",
+    "left_eye_y",
+    "right_eye_x",
+    "right_eye_y",
+    "nose_x",
+    "nose_y",
+    "mouth_left_x",
+    "mouth_left_y",
+    "mouth_right_x",
+    "mouth_right_y",
+)
+
+
+def write_face_table(path: str | os.PathLike, rows) -> None:
+    """Write the CSV of :data:`FACE_COLUMNS` rows (atomically, creating the folder)."""
+    import csv
+    import io
+
+    from crfiqa_kernels.atomic_files import write_text_atomically
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FACE_COLUMNS)
+    for row in rows:
+        if len(row) != len(FACE_COLUMNS):
+            raise ValueError(f"a face row has {len(FACE_COLUMNS)} fields, got {len(row)}: {row!r}")
+        writer.writerow(row)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_text_atomically(path, buffer.getvalue())
+
+
 def read_quality_scores(path: str | os.PathLike) -> dict[str, float]:
-    """Read a ``name score`` file into ``{name: score}``, names as written.
+    """Read a ``name score`` (or ``name score quality``) file into ``{name: score}``, names as written.
 
     A name listed twice with the same score is kept once (the authors' files do that); with another
     score it is an error, as are malformed lines and non-finite scores.
     """
     scores: dict[str, float] = {}
-    for number, line in _lines(path, "a quality file ('name score' lines)"):
-        name, score = _name_and_score(line)
+    lines = list(_lines(path, "a quality file ('name score' lines)"))
+    calibrated = bool(lines) and all(_is_calibrated(line) for _, line in lines)
+    for number, line in lines:
+        name, score = _name_and_score(line.rsplit(maxsplit=1)[0] if calibrated else line)
         if score is None:
             raise ValueError(f"{path}:{number}: expected 'name score', got {line!r}")
         if not math.isfinite(score):
@@ -94,19 +142,26 @@ def read_quality_scores(path: str | os.PathLike) -> dict[str, float]:
     return scores
 
 
-def write_quality_scores(path: str | os.PathLike, names, scores) -> None:
-    """Write ``name score`` lines (atomically, creating the folder); ``repr`` keeps every digit."""
+def write_quality_scores(path: str | os.PathLike, names, scores, quality=None) -> None:
+    """Write ``name score`` lines (atomically, creating the folder); ``repr`` keeps every digit.
+    With ``quality`` (integers 0–100, one per name), ``name score quality`` lines."""
     from crfiqa_kernels.atomic_files import write_text_atomically
 
     scores = np.asarray(scores, dtype=np.float64)
     names = [str(name) for name in names]
     if scores.ndim != 1 or len(names) != len(scores):
         raise ValueError(f"names and scores must pair up one to one, got {len(names)} and {scores.shape}")
+    columns = [[f"{float(score)!r}"] for score in scores]
+    if quality is not None:
+        quality = np.asarray(quality)
+        if quality.shape != scores.shape or not np.issubdtype(quality.dtype, np.integer):
+            raise ValueError(f"quality must be one integer per score, got {quality.dtype} {quality.shape}")
+        columns = [[raw, str(int(value))] for (raw,), value in zip(columns, quality, strict=True)]
     if any(not name.strip() or "\n" in name or name != name.strip() for name in names):
         raise ValueError("names must be non-empty, on one line, without leading or trailing spaces")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_text_atomically(
-        path, "".join(f"{name} {float(score)!r}\n" for name, score in zip(names, scores, strict=True))
+        path, "".join(" ".join([name, *fields]) + "\n" for name, fields in zip(names, columns, strict=True))
     )
 
 
@@ -201,6 +256,12 @@ def _name_and_score(line: str) -> tuple[str, float | None]:
         return fields[0], float(fields[1])
     except (IndexError, ValueError):
         return line, None
+
+
+def _is_calibrated(line: str) -> bool:
+    """Whether ``line`` reads ``name score quality``: a bare integer after a float."""
+    fields = line.rsplit(maxsplit=2)
+    return len(fields) == 3 and fields[2].isdigit() and _name_and_score(" ".join(fields[:2]))[1] is not None
 
 
 def _lines(path: str | os.PathLike, expected: str):

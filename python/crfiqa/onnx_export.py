@@ -1,7 +1,14 @@
 """Export a backbone to ONNX and run it with onnxruntime.
 
-The graph takes ``images`` (N, 3, S, S), normalized as for PyTorch, and returns ``embedding``
-(N, D) and ``quality`` (N,); the batch dimension is dynamic.
+The graph takes ``images`` and returns ``embedding`` (N, D) and ``quality`` (N,); the batch
+dimension is dynamic. Two kinds of input (``INPUT_KINDS``):
+
+* ``float`` (default): (N, 3, S, S) float32, normalized as for PyTorch, ``(x / 255 − 0.5) / 0.5``;
+* ``uint8-rgb``: (N, S, S, 3) uint8 RGB, the aligned crops as an image library holds them, the
+  normalization part of the graph, so a deployment feeds crops as they are.
+
+:class:`OnnxQualityModel` reads either: it takes normalized (N, 3, S, S) batches like the PyTorch
+model and gives a ``uint8-rgb`` graph the pixels back (exactly: they were integers).
 """
 
 from __future__ import annotations
@@ -13,24 +20,44 @@ import numpy as np
 import torch
 
 from .models import IResNet
+from .options import ONNX_INPUT_KINDS as INPUT_KINDS
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("embedding", "quality")
 OPSET = 17
 
 
-def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) -> str:
-    """Write ``model`` (in eval mode) as an ONNX file at ``path`` (atomically); returns the path."""
+class _Uint8RGBInput(torch.nn.Module):
+    """``model`` behind the normalization: (N, S, S, 3) uint8 RGB in, the model's outputs out."""
+
+    def __init__(self, model: IResNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor):
+        images = pixels.permute(0, 3, 1, 2).float()
+        return self.model((images / 255.0 - 0.5) / 0.5)  # data.transforms.normalize, in the graph
+
+
+def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET, input_kind: str = "float") -> str:
+    """Write ``model`` (in eval mode) as an ONNX file at ``path`` (atomically) taking ``input_kind``
+    images (``float`` or ``uint8-rgb``); returns the path."""
     from crfiqa_kernels.atomic_files import write_atomically
 
     if not isinstance(model, IResNet):
         raise TypeError(f"model must be a crfiqa.models.IResNet, got {type(model).__name__}")
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {input_kind!r}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     model = model.eval()
     size = model.input_size
-    example = torch.zeros(2, 3, size, size, device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    graph: torch.nn.Module = model
+    example = torch.zeros(2, 3, size, size, device=device)
+    if input_kind == "uint8-rgb":
+        graph, example = _Uint8RGBInput(model).eval(), torch.zeros(2, size, size, 3, dtype=torch.uint8, device=device)
     dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
     with warnings.catch_warnings():
         # The forward's input-shape check is static for a fixed input size; tracing may say so.
@@ -40,7 +67,7 @@ def export_onnx(model: IResNet, path: str | os.PathLike, *, opset: int = OPSET) 
         write_atomically(
             path,
             lambda temporary: torch.onnx.export(
-                model,
+                graph,
                 (example,),
                 str(temporary),
                 input_names=[INPUT_NAME],
@@ -72,21 +99,31 @@ class OnnxQualityModel:
         inputs = self.session.get_inputs()
         outputs = [output.name for output in self.session.get_outputs()]
         shape = inputs[0].shape if len(inputs) == 1 else []
+        self.input_kind = "uint8-rgb" if len(inputs) == 1 and inputs[0].type == "tensor(uint8)" else "float"
+        size_axis, channel_axis = (1, 3) if self.input_kind == "uint8-rgb" else (2, 1)
         if (
             len(shape) != 4
-            or not isinstance(shape[2], int)
+            or not isinstance(shape[size_axis], int)
+            or shape[channel_axis] != 3
             or [inputs[0].name] != [INPUT_NAME]
             or outputs != list(OUTPUT_NAMES)
         ):
             raise ValueError(
-                f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) "
-                f"and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} {shape} and {outputs}"
+                f"{path} is not an exported quality model: expected input '{INPUT_NAME}' (N, 3, S, S) float "
+                f"or (N, S, S, 3) uint8 and outputs {list(OUTPUT_NAMES)}, got {[i.name for i in inputs]} "
+                f"{shape} and {outputs}"
             )
-        self.input_size = shape[2]
+        self.input_size = shape[size_axis]
 
     def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs for normalized (N, 3, S, S) images, whichever input the graph takes."""
         if isinstance(images, torch.Tensor):
             images = images.detach().cpu().numpy()
-        feed = {INPUT_NAME: np.ascontiguousarray(images, np.float32)}
+        images = np.asarray(images, np.float32)
+        if self.input_kind == "uint8-rgb":  # undo (x / 255 − 0.5) / 0.5: x = 255 (y · 0.5 + 0.5)
+            pixels = np.clip(np.rint((images * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
+            feed = {INPUT_NAME: np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))}
+        else:
+            feed = {INPUT_NAME: np.ascontiguousarray(images)}
         embedding, quality = self.session.run(list(OUTPUT_NAMES), feed)
         return embedding, quality

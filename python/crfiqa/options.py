@@ -17,3 +17,5 @@ LOSS_PARAMETERS = {
 LOSSES = tuple(LOSS_PARAMETERS)
 # The parameters that are switches; every other one is a real number.
 LOSS_SWITCHES = ("plus", "easy_margin")
+FACE_CHOICES = ("largest", "all")  # which faces of a photo crfiqa align / score --align keep
+ONNX_INPUT_KINDS = ("float", "uint8-rgb")  # what an exported graph takes: normalized floats or uint8 RGB crops

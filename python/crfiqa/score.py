@@ -10,6 +10,7 @@ reported; images resized or converted to the model's input are counted and repor
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -25,8 +26,10 @@ from .data import (
     Skipped,
     collate,
     find_images,
+    normalize,
     read_image_list,
 )
+from .faces import Timings, align_photos, face_table_rows
 from .models import load_backbone
 from .onnx_export import OnnxQualityModel
 
@@ -143,6 +146,60 @@ def score_images(
         scores.append(quality.reshape(-1))
         if keep_embeddings:
             embeddings.append(embedding)
+    if scores:
+        result.scores = np.concatenate(scores)
+        result.embeddings = np.concatenate(embeddings) if keep_embeddings else None
+    return result
+
+
+@dataclass
+class PhotoScores(Scores):
+    """:class:`Scores` of aligned faces (named as their crops), with each photo's faces and the
+    time spent reading, detecting, aligning and in the network."""
+
+    face_rows: list[list[str]] = field(default_factory=list)  # the rows of landmarks.csv's format
+    timings: Timings = field(default_factory=Timings)
+    network_s: float = 0.0
+
+
+def score_photos(
+    model,
+    photos: list[tuple[str, str]],
+    *,
+    faces: str = "largest",
+    batch_size: int = 64,
+    bgr: bool = False,
+    keep_embeddings: bool = False,
+    progress: bool = True,
+    detector=None,
+) -> PhotoScores:
+    """Quality scores of the faces in raw photos (``(path, name)`` pairs): each detected and
+    aligned in memory at the model's input size, as ``crfiqa align`` would crop it."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    result, scores, embeddings = PhotoScores(), [], []
+    pending: list[tuple[str, torch.Tensor]] = []
+
+    def flush() -> None:
+        start = time.perf_counter()
+        images = torch.stack([image for _, image in pending])
+        embedding, quality = model(images.flip(1) if bgr else images)
+        result.network_s += time.perf_counter() - start
+        result.names.extend(name for name, _ in pending)
+        scores.append(quality.reshape(-1))
+        if keep_embeddings:
+            embeddings.append(embedding)
+        pending.clear()
+
+    aligned = align_photos(photos, size=model.input_size, faces=faces, detector=detector, timings=result.timings)
+    for photo in tqdm(aligned, desc="score", unit="photo", total=len(photos), disable=not progress, dynamic_ncols=True):
+        for face in photo.faces:
+            pending.append((face.name, normalize(torch.from_numpy(face.crop).permute(2, 0, 1))))
+        result.face_rows += face_table_rows(photo)
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
     if scores:
         result.scores = np.concatenate(scores)
         result.embeddings = np.concatenate(embeddings) if keep_embeddings else None

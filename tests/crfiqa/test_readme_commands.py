@@ -29,7 +29,21 @@ def _commands() -> list[str]:
 def test_the_readme_shows_every_command():
     shown = {command.split()[0] for command in _commands()}
     subcommands = next(action for action in build_parser()._actions if action.dest == "command").choices
-    assert shown == set(subcommands) == {"demo", "pack", "train", "score", "export-onnx", "evaluate", "curate"}
+    assert (
+        shown
+        == set(subcommands)
+        == {
+            "demo",
+            "pack",
+            "train",
+            "align",
+            "score",
+            "calibrate",
+            "export-onnx",
+            "evaluate",
+            "curate",
+        }
+    )
 
 
 @pytest.mark.parametrize("command", _commands())
