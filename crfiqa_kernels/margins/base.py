@@ -65,6 +65,9 @@ class MarginFamily(nn.Module):
 
     s: float
     cos_clamp: float = 0.0
+    # True for a family whose ``prepare`` draws random numbers (ElasticFace): the sharded head then
+    # draws them from a generator seeded alike on every rank, so every rank computes the same terms.
+    draws_random: bool = False
 
     def prepare(self, target_cos: torch.Tensor, norms: torch.Tensor, valid: torch.Tensor) -> TargetTerms:
         """The batch's target terms.

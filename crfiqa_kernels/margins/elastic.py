@@ -22,8 +22,8 @@ class ElasticFace(MarginFamily):
     - one draw per labelled row, ``torch.normal(mean=m, std=std, size=(n_valid, 1))`` from the
       default generator on the cosines' device, in float32 (cast to the accumulate dtype after), in
       the order of the labelled rows; ignored rows get no draw and no margin. ``torch.manual_seed``
-      makes the draws reproducible; a sharded head needs the same generator state on every rank
-      (every rank computes the target logits of the whole batch);
+      makes the draws reproducible; the sharded head, where every rank computes the target logits
+      of the whole batch, draws them from a generator seeded by group rank 0 (``draws_random``);
     - ``plus`` (ElasticFace+): ``order = argsort(c_iy over the labelled rows, descending)`` (detached)
       and the draws sorted ascending; the official code then assigns ``sorted_draws[order]``, i.e.
       the labelled row ``k`` gets the ``order[k]``-th smallest draw, where ``order[k]`` is the
@@ -37,6 +37,8 @@ class ElasticFace(MarginFamily):
 
     Defaults: ``s = 64``, ``m = 0.5`` for ``kind="arc"``, ``0.35`` for ``kind="cos"``, ``std = 0.0125``.
     """
+
+    draws_random = True
 
     def __init__(
         self, s: float = 64.0, m: float | None = None, std: float = 0.0125, kind: str = "arc", plus: bool = False

@@ -36,7 +36,7 @@ from .. import backends
 from ..atomic_files import save_atomically
 from ..backends.contract import LogitParams, accumulate_dtype
 from ..combine import RowStats, SplitReducer, combine_partials
-from ..margins import Margin, MarginFamily
+from ..margins import Margin, MarginFamily, TargetTerms
 from ..operands import compute_dtype_of, normalize_operands, resolve_backend, target_cosine
 from ..results import MarginCCSOutput
 from ..row_loss import (
@@ -249,6 +249,17 @@ class ShardedMarginCCSHead(nn.Module):
         self.weight = nn.Parameter(normal_rows(self.class_start, self.num_local, embedding_size, seed))
         self.register_load_state_dict_pre_hook(self._check_shard_state)
 
+    def _target_terms(self, target_cos, norms, valid) -> TargetTerms:
+        """The family's terms, the same on every rank: a family that draws random numbers draws
+        them from a generator seeded by group rank 0 (the default generators stay untouched)."""
+        if not self.margin.draws_random:
+            return target_terms(self.margin, target_cos, norms, valid, self.margin_grad)
+        seed = _shared_seed(self.process_group)  # advances every rank's generator alike, once a step
+        devices = [target_cos.device] if target_cos.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return target_terms(self.margin, target_cos, norms, valid, self.margin_grad)
+
     def forward(self, local_embeddings: torch.Tensor, local_labels: torch.Tensor) -> MarginCCSOutput:
         group = self.process_group
         layout = exchange_layout(
@@ -270,7 +281,7 @@ class ShardedMarginCCSHead(nn.Module):
             _SumOverGroup.apply(target_cosine(e_hat, self.weight, labels_local, compute_dtype), group), self.margin
         )
         norms = _replicated_share(embeddings.to(accumulate_dtype(embeddings)).norm(dim=1), world_size)
-        terms = target_terms(self.margin, target_cos, norms, valid, self.margin_grad)
+        terms = self._target_terms(target_cos, norms, valid)
         config = _ShardConfig(
             resolve_backend(self.backend, local_embeddings.device),
             logit_params(self.margin, terms, self.interclass_filter, labels.shape[0], labels.device),

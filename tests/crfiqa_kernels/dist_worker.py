@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from crfiqa_kernels import AdaFace, CurricularFace, Margin, MarginCCSHead, ShardedMarginCCSHead
+from crfiqa_kernels import AdaFace, CurricularFace, ElasticFace, Margin, MarginCCSHead, ShardedMarginCCSHead
 
 from .oracle import compared_results
 
@@ -112,6 +112,15 @@ def families(rank: int, world: int, workdir: Path) -> dict:
         steps = [_step(head, problem, rank) for _ in range(FAMILY_STEPS)]
         results[name] = {"steps": steps, "state": {k: v.clone() for k, v in head.margin.named_buffers()}}
     return results
+
+
+def elastic(rank: int, world: int, workdir: Path) -> dict:
+    """ElasticFace's random margins with a different default generator on every rank: two steps."""
+    torch.manual_seed(100 + rank)
+    problem = make_problem(CLASSES, FAMILY_SIZES, seed=3)
+    head = ShardedMarginCCSHead(CLASSES, DIM, ElasticFace(std=0.05), backend="chunked")
+    head.load_full_state_dict({"weight": problem["weight"]})
+    return {"losses": [_step(head, problem, rank)["loss"] for _ in range(2)]}
 
 
 def exact(rank: int, world: int, workdir: Path) -> dict:
@@ -240,6 +249,7 @@ SCENARIOS = {
     "checkpoint_load": checkpoint_load,
     "ddp": ddp,
     "families": families,
+    "elastic": elastic,
 }
 
 

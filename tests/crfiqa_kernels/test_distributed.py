@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # multi-process gloo ranks
 SCENARIOS = {
     1: ("exact", "init", "checkpoint_load"),
     2: ("exact", "validation", "sampling", "init", "checkpoint_save", "ddp"),
-    3: ("exact", "validation", "sampling", "init", "checkpoint_load", "families"),
+    3: ("exact", "validation", "sampling", "init", "checkpoint_load", "families", "elastic"),
 }
 
 
@@ -136,6 +136,16 @@ def test_families_with_running_state_equal_the_single_device_op(ranks, name):
         for buffer, value in family.named_buffers():
             assert_close(result["state"][buffer], value)
             assert not torch.equal(value, getattr(dist_worker.make_family(name), buffer))
+
+
+def test_random_margins_are_drawn_alike_on_every_rank(ranks):
+    # ElasticFace draws its margins anew every step; with a different default generator on every
+    # rank, the sharded head still computes one loss: each rank drew the same margins.
+    per_rank = [result["elastic"]["losses"] for result in ranks(3)]
+    for losses in per_rank[1:]:
+        assert [float(loss) for loss in losses] == [float(loss) for loss in per_rank[0]]
+    assert float(per_rank[0][0]) != float(per_rank[0][1])  # new draws (and new weights) each step
+    assert all(math.isfinite(float(loss)) for loss in per_rank[0])
 
 
 @pytest.mark.parametrize("world", [2, 3])
