@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from crfiqa_kernels import Margin
 from crfiqa_kernels.atomic_files import write_text_atomically
 from crfiqa_kernels.backends import triton as triton_backend
+from crfiqa_kernels.backends.contract import LogitParams
 from crfiqa_kernels.backends.triton import config as triton_config
 from crfiqa_kernels.combine import combine_partials
 
@@ -28,7 +28,7 @@ from .shapes import Shape, get_shape
 from .timing import round_robin
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MARGIN = Margin.arcface()
+LOGITS = LogitParams(s=64.0)  # ArcFace's scale; the target logit is not the kernels'
 
 
 def describe(config: triton_config.BackwardConfig) -> str:
@@ -39,16 +39,16 @@ def describe(config: triton_config.BackwardConfig) -> str:
 
 
 def backward_operands(shape: Shape, device: torch.device, seed: int) -> tuple:
-    """The backend's backward arguments for one bf16 step: ê, W, 1/‖W‖, labels, margin, lse, g."""
+    """The backend's backward arguments for one bf16 step: ê, W, 1/‖W‖, labels, logits, lse, g."""
     generator = torch.Generator(device=device).manual_seed(seed)
     weight = torch.randn(shape.classes, shape.dim, device=device, generator=generator).mul_(0.01)
     e_hat = torch.nn.functional.normalize(torch.randn(shape.batch, shape.dim, device=device, generator=generator))
     e_hat = e_hat.bfloat16()
     labels = torch.randint(0, shape.classes, (shape.batch,), device=device, generator=generator)
     w_inv_norm = weight.norm(dim=1).clamp_min(1e-12).reciprocal()
-    lse = combine_partials(triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, MARGIN)).lse
+    lse = combine_partials(triton_backend.forward_partials(e_hat, weight, w_inv_norm, labels, LOGITS)).lse
     row_grad = torch.full((shape.batch,), 1.0 / shape.batch, device=device)
-    return e_hat, weight, w_inv_norm, labels, MARGIN, lse, row_grad
+    return e_hat, weight, w_inv_norm, labels, LOGITS, lse, row_grad
 
 
 def tune(shapes: list[Shape], device: torch.device, repeats: int, candidates=None) -> list[dict]:
@@ -64,7 +64,7 @@ def tune(shapes: list[Shape], device: torch.device, repeats: int, candidates=Non
             )
             configs[describe(candidate)] = config
         steps = {
-            name: (lambda problem, config=config: triton_backend.backward(*problem, "exact", config=config))
+            name: (lambda problem, config=config: triton_backend.backward(*problem, config=config))
             for name, config in configs.items()
         }
         failures = {}
