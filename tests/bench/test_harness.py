@@ -60,7 +60,11 @@ def _error(value, oracle):
 def test_loss_and_gradients_match_the_float64_oracle(problems, name):
     impl = get_implementation(name)
     problem = problems[0]
-    loss, d_emb, d_weight, *stats = impl.prepare(_setting(problems, "fwd_bwd"))(problem)
+    try:
+        step = impl.prepare(_setting(problems, "fwd_bwd"))
+    except Unavailable as missing:  # a peer this torch lacks (F.linear_cross_entropy before 2.13)
+        pytest.skip(str(missing))
+    loss, d_emb, d_weight, *stats = step(problem)
 
     semantics = impl.semantics
     margin = semantics.oracle_margin(MARGIN)
