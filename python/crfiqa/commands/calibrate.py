@@ -17,11 +17,6 @@ def register(commands) -> None:
     parser.add_argument("model", help="the model to calibrate: a checkpoint, backbone.pth or .onnx")
     parser.add_argument("images", help="the reference set: a folder, a .rec file or a file list (photos with --align)")
     parser.add_argument("--output", required=True, help="the calibration file to write (JSON)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--bgr", action="store_true", help="feed channels in BGR order (as crfiqa score --bgr)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scoring_options(parser)
     parser.set_defaults(run=run)
 

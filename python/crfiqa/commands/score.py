@@ -27,6 +27,12 @@ def register(commands) -> None:
     parser.add_argument(
         "--embeddings", help="also save the embeddings as an (N, D) float32 .npy, in the order of --output's lines"
     )
+    add_scoring_options(parser)
+    parser.set_defaults(run=run)
+
+
+def add_scoring_options(parser) -> None:
+    """The options that say how images are turned into raw scores (shared with crfiqa calibrate)."""
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -34,12 +40,6 @@ def register(commands) -> None:
         "--bgr", action="store_true", help="feed channels in BGR order, as the authors' scoring script does by default"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_scoring_options(parser)
-    parser.set_defaults(run=run)
-
-
-def add_scoring_options(parser) -> None:
-    """The options that say how images are turned into raw scores (shared with crfiqa calibrate)."""
     parser.add_argument(
         "--align",
         action="store_true",
