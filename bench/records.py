@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -107,6 +108,26 @@ def make_record(env: dict, *, impl: str, shape, dtype: str, mode: str, status: s
     }
     record.update(measured)
     return record
+
+
+def cpu_timing_record(impl: str, shape, mode: str, totals: list[float], warmup: int, *, per: int = 1, **measured):
+    """An ``ok`` fp32 record on the CPU of whole repeats that took ``totals`` seconds: ``median_ms`` and,
+    as ``q25_ms`` / ``q75_ms``, the fastest and slowest, in ms per item of the ``per`` each repeat
+    did."""
+    return make_record(
+        environment(torch.device("cpu")),
+        impl=impl,
+        shape=shape,
+        dtype="fp32",
+        mode=mode,
+        status="ok",
+        median_ms=statistics.median(totals) / per * 1e3,
+        q25_ms=min(totals) / per * 1e3,
+        q75_ms=max(totals) / per * 1e3,
+        repeats=len(totals),
+        warmup=warmup,
+        **measured,
+    )
 
 
 def write_json(records: list[dict], path: Path) -> None:

@@ -14,29 +14,25 @@ import hashlib
 import pytest
 import torch
 
-from crfiqa.models import (
-    IResNet,
-    build_iresnet,
-    config_from_state_dict,
-    iresnet18,
-    iresnet34,
-    iresnet50,
-    iresnet100,
-    load_backbone,
-)
+from crfiqa import models
 from crfiqa.models.iresnet import IBasicBlock
 
 AUTHORS_LAYOUT_SHA256 = {
-    iresnet18: "b43a2b6c1ac93242dfdb847d1e9106df23b4805f151ce2b1ef2a4a9d7744df1c",
-    iresnet34: "215685e71aa9f094b60674ca0f258ff823a45b26942a1e6696aaf73de310af00",
-    iresnet50: "27ee45bdc8f088da50b64f9f2797d2035d2ab1e81913004a4148095b72386059",
-    iresnet100: "1378f501ecb0e3c3d9b397e7cec483739574639f5ff4c2882c4e210aa82941da",
+    models.iresnet18: "b43a2b6c1ac93242dfdb847d1e9106df23b4805f151ce2b1ef2a4a9d7744df1c",
+    models.iresnet34: "215685e71aa9f094b60674ca0f258ff823a45b26942a1e6696aaf73de310af00",
+    models.iresnet50: "27ee45bdc8f088da50b64f9f2797d2035d2ab1e81913004a4148095b72386059",
+    models.iresnet100: "1378f501ecb0e3c3d9b397e7cec483739574639f5ff4c2882c4e210aa82941da",
 }
-DEPTHS = {iresnet18: (2, 2, 2, 2), iresnet34: (3, 4, 6, 3), iresnet50: (3, 4, 14, 3), iresnet100: (3, 13, 30, 3)}
+DEPTHS = {
+    models.iresnet18: (2, 2, 2, 2),
+    models.iresnet34: (3, 4, 6, 3),
+    models.iresnet50: (3, 4, 14, 3),
+    models.iresnet100: (3, 13, 30, 3),
+}
 
 # (embedding[:, :5], quality, ‖embedding‖) of two images, from the float64 network; see _golden_forward.
 GOLDEN = {
-    iresnet18: (
+    models.iresnet18: (
         [
             [0.438106584139371, 0.0595411030198957, -0.395828247819998, -6.57984169034478, 1.96577515571102],
             [0.281414238193524, -0.518685579426973, -0.452826697773149, -2.33597583531719, 2.63234231420569],
@@ -44,7 +40,7 @@ GOLDEN = {
         [7.53803614087282, -1.53435578392098],
         [298.281027727025, 463.086626831861],
     ),
-    iresnet50: (
+    models.iresnet50: (
         [
             [-2.4585020468278, -0.359110716852131, -0.0412800893147767, 0.500037106945226, 0.886900860039004],
             [7.64047099993134, -2.18994393552283, -0.0848079275244453, -0.027982631072034, -0.578122033420616],
@@ -52,7 +48,7 @@ GOLDEN = {
         [4.84827973076083, 5.53689584395559],
         [244.402420684008, 214.290513175233],
     ),
-    iresnet100: (
+    models.iresnet100: (
         [
             [2.37366988505799, -0.782306265184098, -2.7079157314112, 3.07175074543872, -0.0669227233640533],
             [-15.2003017133674, -0.276799858157571, -1.23224353580049, -0.249263674126309, -2.00775607033688],
@@ -107,7 +103,7 @@ def test_state_dict_layout_equals_the_authors(constructor):
     assert {key: tuple(value.shape) for key, value in model.state_dict().items()} == expected
 
 
-@pytest.mark.parametrize("constructor", [iresnet50, iresnet100], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("constructor", [models.iresnet50, models.iresnet100], ids=lambda f: f.__name__)
 def test_authors_key_names_load_strictly(constructor):
     # A distinct constant per key, so that equality below proves each tensor landed under its name.
     state = {
@@ -185,7 +181,9 @@ def _assert_golden(constructor, dtype):
         assert (error <= bound * scale).all(), (error / scale).max().item() / bound
 
 
-FAST_BACKBONE = [iresnet18] + [pytest.param(c, marks=pytest.mark.slow) for c in (iresnet50, iresnet100)]
+FAST_BACKBONE = [models.iresnet18] + [
+    pytest.param(c, marks=pytest.mark.slow) for c in (models.iresnet50, models.iresnet100)
+]
 
 
 @pytest.mark.parametrize("constructor", FAST_BACKBONE, ids=lambda f: f.__name__)
@@ -202,7 +200,7 @@ def test_float32_outputs_within_the_rounding_bound(constructor):
 
 def test_dropout_acts_in_training_only():
     torch.manual_seed(0)
-    model = IResNet([1, 1, 1, 1], num_features=16, widths=[4, 8, 8, 16], input_size=16, dropout=0.4)
+    model = models.IResNet([1, 1, 1, 1], num_features=16, widths=[4, 8, 8, 16], input_size=16, dropout=0.4)
     images = torch.randn(3, 3, 16, 16)
     assert isinstance(model.dropout, torch.nn.Dropout) and model.dropout.p == 0.4
     model.eval()
@@ -222,16 +220,16 @@ def test_config_round_trip_through_state_dict_shapes():
     for constructor, depths in DEPTHS.items():
         with torch.device("meta"):
             model = constructor(num_features=256)
-        assert config_from_state_dict(model.state_dict()) == model.config
+        assert models.config_from_state_dict(model.state_dict()) == model.config
         assert model.config["depths"] == list(depths)
-    small = IResNet([1, 2, 1, 1], num_features=24, widths=[8, 16, 16, 32], input_size=32)
-    assert config_from_state_dict(small.state_dict()) == small.config
-    assert build_iresnet(small.config).config == small.config
+    small = models.IResNet([1, 2, 1, 1], num_features=24, widths=[8, 16, 16, 32], input_size=32)
+    assert models.config_from_state_dict(small.state_dict()) == small.config
+    assert models.build_iresnet(small.config).config == small.config
 
 
 def test_load_backbone_accepts_bare_ddp_and_checkpoint_state_dicts(tmp_path):
     torch.manual_seed(0)
-    model = IResNet([1, 1, 1, 1], num_features=16, widths=[4, 8, 8, 16], input_size=16).eval()
+    model = models.IResNet([1, 1, 1, 1], num_features=16, widths=[4, 8, 8, 16], input_size=16).eval()
     images = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         expected = model(images)
@@ -243,7 +241,7 @@ def test_load_backbone_accepts_bare_ddp_and_checkpoint_state_dicts(tmp_path):
     }
     for name, payload in files.items():
         torch.save(payload, tmp_path / name)
-        loaded = load_backbone(tmp_path / name)
+        loaded = models.load_backbone(tmp_path / name)
         assert not loaded.training
         with torch.no_grad():
             for got, want in zip(loaded(images), expected, strict=True):
@@ -252,18 +250,18 @@ def test_load_backbone_accepts_bare_ddp_and_checkpoint_state_dicts(tmp_path):
 
 def test_load_backbone_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
-        load_backbone(tmp_path / "missing.pth")
+        models.load_backbone(tmp_path / "missing.pth")
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="garbage.pth"):
-        load_backbone(tmp_path / "garbage.pth")
+        models.load_backbone(tmp_path / "garbage.pth")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not an iResNet"):
-        load_backbone(tmp_path / "other.pth")
+        models.load_backbone(tmp_path / "other.pth")
 
 
 def test_bad_input_shape_names_the_argument():
-    model = IResNet([1, 1, 1, 1], num_features=8, widths=[4, 4, 4, 4], input_size=16)
+    model = models.IResNet([1, 1, 1, 1], num_features=8, widths=[4, 4, 4, 4], input_size=16)
     with pytest.raises(ValueError, match="images must have shape"):
         model(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="input_size"):
-        IResNet([1, 1, 1, 1], input_size=20)
+        models.IResNet([1, 1, 1, 1], input_size=20)

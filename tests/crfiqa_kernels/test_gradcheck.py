@@ -9,14 +9,24 @@ from crfiqa_kernels.backends import chunked
 from .oracle import backends_on
 
 
-@pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_gradcheck(backend, reduction, monkeypatch):
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of three classes, so that the chunked backend's loop over tiles runs more than once."""
     monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + 3, c)) for s in range(0, c, 3)))
-    gen = torch.Generator().manual_seed(0)
+
+
+def _inputs(seed: int):
+    """Five float64 embeddings, seven class centers (both requiring grad) and labels with one ignored row."""
+    gen = torch.Generator().manual_seed(seed)
     embeddings = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
     weight = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    labels = torch.tensor([0, 3, -1, 6, 2])
+    return embeddings, weight, torch.tensor([0, 3, -1, 6, 2])
+
+
+@pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gradcheck(backend, reduction, small_tiles):
+    embeddings, weight, labels = _inputs(0)
     margin = Margin(s=4.0, m1=1.2, m2=0.3, m3=0.1)
 
     def loss(e, w):
@@ -44,15 +54,11 @@ def test_straight_through_drops_the_margin_slope():
 
 
 @pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
-def test_gradcheck_per_row_margins(backend, monkeypatch):
+def test_gradcheck_per_row_margins(backend, small_tiles):
     """(B,) m2 and m3 that require grad: finite differences in E, W, m2 and m3 together."""
-    monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + 3, c)) for s in range(0, c, 3)))
-    gen = torch.Generator().manual_seed(2)
-    embeddings = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    weight = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    embeddings, weight, labels = _inputs(2)
     m2 = torch.tensor([0.3, -0.2, 0.5, 0.0, 1.0], dtype=torch.float64, requires_grad=True)
     m3 = torch.tensor([0.1, 0.0, -0.05, 0.2, 0.3], dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 3, -1, 6, 2])
 
     def loss(e, w, a, b):
         margin = Margin(s=4.0, m1=1.0, m2=a, m3=b)
@@ -62,12 +68,8 @@ def test_gradcheck_per_row_margins(backend, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["reference", *backends_on("cpu")])
-def test_gradcheck_interclass_filter(backend, monkeypatch):
-    monkeypatch.setattr(chunked, "tile_ranges", lambda c, b: ((s, min(s + 3, c)) for s in range(0, c, 3)))
-    gen = torch.Generator().manual_seed(3)
-    embeddings = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    weight = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
-    labels = torch.tensor([0, 3, -1, 6, 2])
+def test_gradcheck_interclass_filter(backend, small_tiles):
+    embeddings, weight, labels = _inputs(3)
 
     def loss(e, w):
         return margin_ccs_loss(e, w, labels, Margin(s=4.0), interclass_filter=0.2, backend=backend).loss

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from ..options import FACE_CHOICES
 
+DESCRIPTION = (
+    "Detect each photo's faces and five landmarks (MTCNN, the 'photos' extra), align them to the "
+    "ArcFace template by a least-squares similarity and write the crops as DIR/<name without extension>.png "
+    "(-face<k>.png with --faces all, k = 0 the largest), with DIR/landmarks.csv: one row per photo and face."
+)
+
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "align",
-        help="detect and align the faces of photos into 112x112 crops",
-        description="Detect each photo's faces and five landmarks (MTCNN, the 'photos' extra), align them to the "
-        "ArcFace template by a least-squares similarity and write the crops as DIR/<name without extension>.png "
-        "(-face<k>.png with --faces all, k = 0 the largest), with DIR/landmarks.csv: one row per photo and face.",
+        "align", help="detect and align the faces of photos into 112x112 crops", description=DESCRIPTION
     )
     parser.add_argument("images", help="a photo, a folder (searched recursively), or a text file of paths")
     parser.add_argument("--output", required=True, help="folder for the crops and landmarks.csv")

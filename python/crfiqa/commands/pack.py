@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+DESCRIPTION = (
+    "Write the insightface RecordIO pair OUT.rec + OUT.idx (with identity records) from one "
+    "folder per identity, or from a text file of 'path label' lines (labels 0 … K−1). "
+    "JPEG and PNG files are stored as they are; other images as JPEG."
+)
+
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "pack",
-        help="write a .rec/.idx training set from identity folders or a list",
-        description="Write the insightface RecordIO pair OUT.rec + OUT.idx (with identity records) from one "
-        "folder per identity, or from a text file of 'path label' lines (labels 0 … K−1). "
-        "JPEG and PNG files are stored as they are; other images as JPEG.",
+        "pack", help="write a .rec/.idx training set from identity folders or a list", description=DESCRIPTION
     )
     parser.add_argument("images", help="a folder of identity folders, or a text file of 'path label' lines")
     parser.add_argument("output", help="the .rec file to write (the .idx goes beside it)")

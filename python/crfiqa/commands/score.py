@@ -7,16 +7,16 @@ import sys
 from . import CommandError
 from .align import add_face_options, summary
 
+DESCRIPTION = (
+    "Write 'name score' lines for a folder, a file list or a .rec of aligned faces, or with "
+    "--align for raw photos (detected and aligned in memory as 'crfiqa align' crops them). The names are what "
+    "'crfiqa evaluate' joins on: paths relative to the folder (id_07/img_0.png), FILE.rec:KEY for records, "
+    "a list's own lines; with --align the crops' names (id_07/img_0.png for id_07/img_0.jpg)."
+)
+
 
 def register(commands) -> None:
-    parser = commands.add_parser(
-        "score",
-        help="score images with a quality model",
-        description="Write 'name score' lines for a folder, a file list or a .rec of aligned faces, or with "
-        "--align for raw photos (detected and aligned in memory as 'crfiqa align' crops them). The names are what "
-        "'crfiqa evaluate' joins on: paths relative to the folder (id_07/img_0.png), FILE.rec:KEY for records, "
-        "a list's own lines; with --align the crops' names (id_07/img_0.png for id_07/img_0.jpg).",
-    )
+    parser = commands.add_parser("score", help="score images with a quality model", description=DESCRIPTION)
     parser.add_argument("model", help="our checkpoint or backbone.pth, the authors' *backbone.pth, or a .onnx")
     parser.add_argument("images", help="a folder (searched recursively), a .rec file, or a text file of paths")
     parser.add_argument("--output", required=True, help="text file of 'name score' lines")
@@ -27,18 +27,16 @@ def register(commands) -> None:
     parser.add_argument(
         "--embeddings", help="also save the embeddings as an (N, D) float32 .npy, in the order of --output's lines"
     )
-    add_scoring_options(parser)
+    add_scoring_options(parser, bgr_help="feed channels in BGR order, as the authors' scoring script does by default")
     parser.set_defaults(run=run)
 
 
-def add_scoring_options(parser) -> None:
+def add_scoring_options(parser, *, bgr_help: str) -> None:
     """The options that say how images are turned into raw scores (shared with crfiqa calibrate)."""
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument(
-        "--bgr", action="store_true", help="feed channels in BGR order, as the authors' scoring script does by default"
-    )
+    parser.add_argument("--bgr", action="store_true", help=bgr_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--align",
