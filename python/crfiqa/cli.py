@@ -27,15 +27,23 @@ from .commands import INPUT_ERROR, CommandError, execute
 
 __all__ = ["INPUT_ERROR", "CommandError", "build_parser", "main"]
 
-# The subcommands in the order --help lists them: a module of crfiqa.commands each.
+# The subcommands in the order --help lists them: a module of crfiqa.commands each, whose docstring
+# is its help line and description, with add_arguments(parser) and run(args); the command's name is
+# the module's, '_' as '-'.
 COMMANDS = ("train", "align", "score", "calibrate", "export_onnx", "evaluate", "pack", "demo", "curate")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crfiqa", description="CR-FIQA face image quality: train, score, evaluate.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:  # each module's register() adds its subparser and sets args.run
-        importlib.import_module(f".commands.{name}", __package__).register(commands)
+    for name in COMMANDS:
+        command = importlib.import_module(f".commands.{name}", __package__)
+        summary, _, description = (command.__doc__ or "").partition("\n\n")  # "" under python -OO
+        parser_of_command = commands.add_parser(
+            name.replace("_", "-"), help=summary.rstrip("."), description=description
+        )
+        command.add_arguments(parser_of_command)
+        parser_of_command.set_defaults(run=command.run)
     return parser
 
 

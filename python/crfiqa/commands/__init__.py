@@ -1,5 +1,6 @@
-"""The subcommands of ``crfiqa``, one module each: ``register`` adds its options (importing nothing
-heavy, so ``--help`` is fast), ``run`` does the work and imports what it needs."""
+"""The subcommands of ``crfiqa``, one module each: its docstring is the help line and the
+description, ``add_arguments`` adds its options (importing nothing heavy, so ``--help`` is fast),
+``run`` does the work and imports what it needs; ``crfiqa.cli`` registers them in one loop."""
 
 from __future__ import annotations
 

@@ -1,26 +1,24 @@
-"""``crfiqa align IMAGES --output DIR``: detect, align and crop the faces of photos."""
+"""Detect and align the faces of photos into 112x112 crops.
+
+Detect each photo's faces and five landmarks (MTCNN, the 'photos' extra), align them to the ArcFace
+template by a least-squares similarity and write the crops as DIR/<name without extension>.png
+(-face<k>.png with --faces all, k = 0 the largest), with DIR/landmarks.csv: one row per photo and
+face.
+"""
 
 from __future__ import annotations
 
+import argparse
+
 from ..options import FACE_CHOICES
 
-DESCRIPTION = (
-    "Detect each photo's faces and five landmarks (MTCNN, the 'photos' extra), align them to the "
-    "ArcFace template by a least-squares similarity and write the crops as DIR/<name without extension>.png "
-    "(-face<k>.png with --faces all, k = 0 the largest), with DIR/landmarks.csv: one row per photo and face."
-)
 
-
-def register(commands) -> None:
-    parser = commands.add_parser(
-        "align", help="detect and align the faces of photos into 112x112 crops", description=DESCRIPTION
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", help="a photo, a folder (searched recursively), or a text file of paths")
     parser.add_argument("--output", required=True, help="folder for the crops and landmarks.csv")
     add_face_options(parser)
     parser.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112, the template's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
 
 
 def add_face_options(parser) -> None:

@@ -1,14 +1,14 @@
-"""``crfiqa curate MODEL DATA --output DIR``: the dataset report of :mod:`crfiqa.curate`."""
+"""Dataset report: likely mislabeled, duplicate identities, low quality.
+
+A dataset report from a trained CR-FIQA model: per sample CCS, NNCCS, nearest other class, CR and
+quality; per class count, mean CCS and nearest other class center; flags for likely mislabeled
+samples, duplicate identities and low quality; CSV, JSON, text and pictures in --output.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-DESCRIPTION = (
-    "A dataset report from a trained CR-FIQA model: per sample CCS, NNCCS, nearest other class, CR and "
-    "quality; per class count, mean CCS and nearest other class center; flags for likely mislabeled "
-    "samples, duplicate identities and low quality; CSV, JSON, text and pictures in --output."
-)
 # The options of the flags' thresholds: a field of FlagSettings each, its default the field's.
 FLAG_HELP = {
     "mislabel_margin": "flag a sample as likely mislabeled when NNCCS - CCS exceeds this",
@@ -17,14 +17,6 @@ FLAG_HELP = {
     "duplicate_cosine": "flag two classes as one identity when their centers' cosine is at least this",
     "low_quality_fraction": "flag this fraction of samples with the lowest quality",
 }
-
-
-def register(commands) -> None:
-    parser = commands.add_parser(
-        "curate", help="dataset report: likely mislabeled, duplicate identities, low quality", description=DESCRIPTION
-    )
-    add_arguments(parser)
-    parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

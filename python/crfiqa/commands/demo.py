@@ -1,14 +1,14 @@
-"""``crfiqa demo``: CR-FIQA on degraded digits, no download."""
+"""Train and check CR-FIQA on degraded digits (no download, about 2 minutes on 2 CPU cores).
+
+Train CR-FIQA on degraded scikit-learn digits and check that its quality tracks degradation.
+"""
 
 from __future__ import annotations
 
+import argparse
 
-def register(commands) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="train and check CR-FIQA on degraded digits (no download, about 2 minutes on 2 CPU cores)",
-        description="Train CR-FIQA on degraded scikit-learn digits and check that its quality tracks degradation.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         help="folder for metrics.json, edc.png and the trained model (in OUT/model, "
@@ -17,7 +17,6 @@ def register(commands) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, degradations and training (default 0)")
     parser.add_argument("--epochs", type=int, help="training epochs (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

@@ -1,21 +1,12 @@
-"""``crfiqa evaluate`` (also ``python -m crfiqa.evaluate``): embeddings + pairs + quality files → EDC
-and ERC tables, ``evaluation.json`` and PNG plots.
+"""EDC/ERC comparison of quality scores.
 
-    crfiqa evaluate --embeddings emb.npy --names scores.txt --pairs pair_list.txt \\
-        --quality crfiqa=scores.txt other=other.txt --output-dir eval/
+EDC (ISO/IEC 29794-1:2024) and ERC (CR-FIQA protocol) comparison of face image quality scores
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-DESCRIPTION = "EDC (ISO/IEC 29794-1:2024) and ERC (CR-FIQA protocol) comparison of face image quality scores"
-
-
-def register(commands) -> None:
-    parser = commands.add_parser("evaluate", help="EDC/ERC comparison of quality scores", description=DESCRIPTION)
-    add_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     threshold.add_argument("--edc-threshold", type=float, metavar="T", help="fix the EDC threshold at T")
     parser.add_argument("--pauc-limit", type=float, default=0.2, help="discard limit of the EDC pAUC (default: 0.2)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

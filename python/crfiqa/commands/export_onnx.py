@@ -1,16 +1,16 @@
-"""``crfiqa export-onnx MODEL OUT.onnx``: a backbone as ONNX, checked against PyTorch."""
+"""Export a backbone to ONNX.
+
+Export a backbone (embedding and quality outputs) to ONNX.
+"""
 
 from __future__ import annotations
+
+import argparse
 
 from ..options import ONNX_INPUT_KINDS
 
 
-def register(commands) -> None:
-    parser = commands.add_parser(
-        "export-onnx",
-        help="export a backbone to ONNX",
-        description="Export a backbone (embedding and quality outputs) to ONNX.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint or backbone.pth, or the authors' *backbone.pth")
     parser.add_argument("output", help="the .onnx file to write")
     parser.add_argument(
@@ -24,7 +24,6 @@ def register(commands) -> None:
     parser.add_argument(
         "--no-check", action="store_true", help="skip comparing onnxruntime's outputs with PyTorch's on random input"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

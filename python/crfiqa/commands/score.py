@@ -1,22 +1,21 @@
-"""``crfiqa score MODEL IMAGES --output SCORES``: quality scores (and embeddings) of images."""
+"""Score images with a quality model.
+
+Write 'name score' lines for a folder, a file list or a .rec of aligned faces, or with --align for
+raw photos (detected and aligned in memory as 'crfiqa align' crops them). The names are what 'crfiqa
+evaluate' joins on: paths relative to the folder (id_07/img_0.png), FILE.rec:KEY for records, a
+list's own lines; with --align the crops' names (id_07/img_0.png for id_07/img_0.jpg).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from . import CommandError
 from .align import add_face_options, summary
 
-DESCRIPTION = (
-    "Write 'name score' lines for a folder, a file list or a .rec of aligned faces, or with "
-    "--align for raw photos (detected and aligned in memory as 'crfiqa align' crops them). The names are what "
-    "'crfiqa evaluate' joins on: paths relative to the folder (id_07/img_0.png), FILE.rec:KEY for records, "
-    "a list's own lines; with --align the crops' names (id_07/img_0.png for id_07/img_0.jpg)."
-)
 
-
-def register(commands) -> None:
-    parser = commands.add_parser("score", help="score images with a quality model", description=DESCRIPTION)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="our checkpoint or backbone.pth, the authors' *backbone.pth, or a .onnx")
     parser.add_argument("images", help="a folder (searched recursively), a .rec file, or a text file of paths")
     parser.add_argument("--output", required=True, help="text file of 'name score' lines")
@@ -28,7 +27,6 @@ def register(commands) -> None:
         "--embeddings", help="also save the embeddings as an (N, D) float32 .npy, in the order of --output's lines"
     )
     add_scoring_options(parser, bgr_help="feed channels in BGR order, as the authors' scoring script does by default")
-    parser.set_defaults(run=run)
 
 
 def add_scoring_options(parser, *, bgr_help: str) -> None:

@@ -1,4 +1,7 @@
-"""``crfiqa train DATA --output RUN``: train a CR-FIQA model."""
+"""Train a CR-FIQA model.
+
+Train a CR-FIQA model.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,7 @@ PRESET_NAMES = ("crfiqa-l", "crfiqa-s", "tiny")
 NETWORKS = ("iresnet18", "iresnet34", "iresnet50", "iresnet100")
 
 
-def register(commands) -> None:
-    parser = commands.add_parser("train", help="train a CR-FIQA model", description="Train a CR-FIQA model.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="a folder with train.rec/train.idx, a .rec file, or one folder per identity")
     parser.add_argument(
         "--output",
@@ -34,16 +36,6 @@ def register(commands) -> None:
     )
     parser.add_argument("--preset", choices=PRESET_NAMES, default="crfiqa-s", help="recipe (default crfiqa-s)")
     parser.add_argument("--network", choices=NETWORKS, help="backbone depth (default: the preset's)")
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        help="identities (default: the dataset's count; the preset's when the data cannot tell)",
-    )
-    parser.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
-    parser.add_argument("--lr-steps", type=int, nargs="+", help="1-based epochs from which lr is multiplied by 0.1")
-    parser.add_argument("--batch-size", type=int, help="images per step and process")
-    parser.add_argument("--lr", type=float, dest="base_lr", help="learning rate per 512 images of global batch")
-    parser.add_argument("--cr", choices=CR_FORMULAS, help="CR target: paper CCS/(NNCCS+1+eps) or official CCS/NNCCS")
     margin = parser.add_argument_group(
         "loss (the margin family and its hyperparameters; default: the preset's ArcFace s=64, m=0.5)"
     )
@@ -56,28 +48,11 @@ def register(commands) -> None:
         choices=MARGIN_GRADS,
         help="exact margin gradient, or the margin as a constant shift (straight_through)",
     )
-    parser.add_argument(
-        "--sample-rate",
-        type=float,
-        help="fraction of each rank's class centers sampled per step (PartialFC; sharded head, "
-        "torchrun with more than one process)",
-    )
-    parser.add_argument("--amp", choices=AMP_MODES, help="mixed precision (default none)")
-    parser.add_argument("--backend", help="fused op backend: auto, chunked, triton or cuda")
-    parser.add_argument("--seed", type=int, help="seed of the initialization, data order and augmentation")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    parser.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        help="also checkpoint when this many minutes passed since the last one (default 5)",
-    )
-    parser.add_argument("--log-every", type=int, help="steps between log lines")
-    parser.add_argument("--workers", type=int, dest="num_workers", help="data loader processes")
-    parser.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard")
+    for dest, (flag, kind, help_text) in PRESET_FLAGS.items():
+        parser.add_argument(flag, dest=dest, help=help_text, **kind)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available; torchrun: one GPU per rank)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
 
 
 _REAL: dict[str, Any] = {"type": float}
@@ -98,24 +73,39 @@ LOSS_FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
     "easy_margin": ("--magface-easy-margin", _SWITCH, "MagFace: the margin only where cos θ > 0 (default on)"),
 }
 
-OVERRIDES = (
-    "num_classes",
-    "epochs",
-    "lr_steps",
-    "batch_size",
-    "base_lr",
-    "cr",
-    "amp",
-    "backend",
-    "seed",
-    "checkpoint_every",
-    "checkpoint_minutes",
-    "log_every",
-    "num_workers",
-    "tensorboard",
-    "margin_grad",
-    "sample_rate",
-)
+_INT: dict[str, Any] = {"type": int}
+# Each preset field that a flag can override (crfiqa.train.TrainConfig) -> its flag, argparse kind and help.
+PRESET_FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "num_classes": (
+        "--num-classes",
+        _INT,
+        "identities (default: the dataset's count; the preset's when the data cannot tell)",
+    ),
+    "epochs": ("--epochs", _INT, "epochs to train (default: the preset's)"),
+    "lr_steps": ("--lr-steps", {"type": int, "nargs": "+"}, "1-based epochs from which lr is multiplied by 0.1"),
+    "batch_size": ("--batch-size", _INT, "images per step and process"),
+    "base_lr": ("--lr", _REAL, "learning rate per 512 images of global batch"),
+    "cr": ("--cr", {"choices": CR_FORMULAS}, "CR target: paper CCS/(NNCCS+1+eps) or official CCS/NNCCS"),
+    "sample_rate": (
+        "--sample-rate",
+        _REAL,
+        "fraction of each rank's class centers sampled per step (PartialFC; sharded head, "
+        "torchrun with more than one process)",
+    ),
+    "amp": ("--amp", {"choices": AMP_MODES}, "mixed precision (default none)"),
+    "backend": ("--backend", {}, "fused op backend: auto, chunked, triton or cuda"),
+    "seed": ("--seed", _INT, "seed of the initialization, data order and augmentation"),
+    "checkpoint_every": ("--checkpoint-every", _INT, "steps between checkpoints"),
+    "checkpoint_minutes": (
+        "--checkpoint-minutes",
+        _REAL,
+        "also checkpoint when this many minutes passed since the last one (default 5)",
+    ),
+    "log_every": ("--log-every", _INT, "steps between log lines"),
+    "num_workers": ("--workers", _INT, "data loader processes"),
+    "tensorboard": ("--tensorboard", {"action": "store_true", "default": None}, "also log to TensorBoard"),
+}
+OVERRIDES = (*PRESET_FLAGS, "margin_grad")
 
 
 def _loss(args, preset_loss: str) -> dict:
