@@ -28,7 +28,7 @@ FP32 = get_dtype("fp32")
 NO_FAISS = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed (optional)")
 CPU_LOSSES = (
     "authors_eager",
-    "authors_compiled",
+    pytest.param("authors_compiled", marks=pytest.mark.slow),  # torch.compile builds C++ (30 s)
     "linear_cross_entropy",
     "linear_cross_entropy_chunked",
     "arcface_torch",

@@ -53,7 +53,9 @@ def rounding_bound(head, batch=9, in_features=16) -> float:
     return roundings * torch.finfo(torch.float32).eps / 2
 
 
-@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+@pytest.mark.parametrize(
+    "compiler", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)]
+)  # inductor: a C++ build
 def test_fullgraph_compile_matches_eager(compiler):
     """Compiled and eager float32 steps are each within the rounding bound of the float64 step (a
     compiler may fuse and reorder sums, which this bound covers); nn_index is the same."""
