@@ -86,7 +86,7 @@ def markdown(records: list[dict]) -> str:
             *rows,
             "",
             summary,
-            "Another CPU rounds differently through training and moves these figures within about this range.",
+            "Another CPU (its BLAS kernels, its vector width) rounds differently through training: its figures differ.",
             "",
         ]
     )
