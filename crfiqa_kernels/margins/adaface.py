@@ -33,8 +33,9 @@ class AdaFace(MarginFamily):
     Where the official code (every row labelled) leaves a choice: the mean and std cover the
     labelled rows only; with no labelled row neither statistic moves, with one labelled row the
     mean moves and ``σ`` keeps its value (the unbiased std of one value is NaN, which would poison
-    the buffer for good). Defaults: ``s = 64``, ``m = 0.4``, ``h = 0.333``, ``t_α = 0.01`` (the
-    official training configuration; the head's own default is 1).
+    the buffer for good); a row whose norm is NaN counts as unlabelled for the statistics.
+    Defaults: ``s = 64``, ``m = 0.4``, ``h = 0.333``, ``t_α = 0.01`` (the official training
+    configuration; the head's own default is 1).
     """
 
     cos_clamp = EPS
@@ -53,7 +54,9 @@ class AdaFace(MarginFamily):
 
     @torch.no_grad()
     def update(self, safe_norms: torch.Tensor, valid: torch.Tensor) -> None:
-        """The running statistics' step over the labelled rows (no host synchronization)."""
+        """The running statistics' step over the labelled rows with a number for a norm (no host
+        synchronization): a NaN embedding's row has a NaN loss, but leaves the buffers sane."""
+        valid = valid & ~safe_norms.isnan()
         count = valid.sum()
         norms = torch.where(valid, safe_norms, 0.0)
         mean = norms.sum() / count.clamp(min=1)

@@ -47,7 +47,9 @@ class CurricularFace(MarginFamily):
 
     @torch.no_grad()
     def update(self, target_cos: torch.Tensor, valid: torch.Tensor) -> None:
-        """``t ← 0.01·mean(c_iy) + 0.99·t`` over the labelled rows (no host synchronization)."""
+        """``t ← 0.01·mean(c_iy) + 0.99·t`` over the labelled rows with a number for a cosine (no host
+        synchronization): a NaN embedding's row has a NaN loss, but leaves ``t`` sane."""
+        valid = valid & ~target_cos.isnan()
         count = valid.sum()
         mean = torch.where(valid, target_cos, 0.0).sum() / count.clamp(min=1)
         self.t.copy_(torch.where(count >= 1, mean * T_MOMENTUM + (1 - T_MOMENTUM) * self.t, self.t))

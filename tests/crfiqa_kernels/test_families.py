@@ -239,6 +239,25 @@ def test_adaface_statistics_and_margin_by_hand():
     assert float(logit[0]) == pytest.approx(10.0 * (math.cos(math.acos(0.5) + 0.4 * scaler) - 0.4 + 0.4 * scaler))
 
 
+def test_adaface_nan_norm_leaves_the_statistics_as_without_its_row():
+    """With check_finite off a NaN embedding reaches the family: its own row's logit is NaN, the
+    running statistics move as if the row were unlabelled, so later batches are unharmed."""
+    with_nan, without = AdaFace(t_alpha=0.5), AdaFace(t_alpha=0.5)
+    cos = torch.tensor([0.5, 0.5, 0.5])
+    logit = with_nan.prepare(cos, torch.tensor([10.0, float("nan"), 30.0]), torch.tensor([True] * 3)).target_logit
+    without.prepare(cos, torch.tensor([10.0, 1.0, 30.0]), torch.tensor([True, False, True]))
+    assert torch.isnan(logit[1]) and torch.isfinite(logit[[0, 2]]).all()
+    assert float(with_nan.batch_mean) == float(without.batch_mean) == pytest.approx(20.0)
+    assert float(with_nan.batch_std) == float(without.batch_std)
+
+
+def test_curricular_nan_cosine_leaves_t_as_without_its_row():
+    with_nan, without = CurricularFace(), CurricularFace()
+    with_nan.prepare(torch.tensor([0.5, float("nan"), 0.3]), None, torch.tensor([True] * 3))
+    without.prepare(torch.tensor([0.5, 0.0, 0.3]), None, torch.tensor([True, False, True]))
+    assert float(with_nan.t) == float(without.t) == pytest.approx(0.01 * 0.4)
+
+
 def test_adaface_one_labelled_row_keeps_the_std():
     family = AdaFace(t_alpha=0.5)
     family.prepare(torch.tensor([0.1, 0.2]), torch.tensor([30.0, 7.0]), torch.tensor([True, False]))
